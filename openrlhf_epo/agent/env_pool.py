@@ -12,8 +12,11 @@ from openrlhf_epo.agent.episode import Episode, EpisodeConfig, run_episode
 from openrlhf_epo.envs.base import TaskSpec, TextEnv
 
 
+WORKERS = ("auto", "thread", "process")
+
+
 def default_env_factory(env: str) -> TextEnv:
-    """A fresh instance of the named environment with its defaults."""
+    """A fresh instance of the named environment with its defaults, in this process."""
     if env == "alfworld":
         from openrlhf_epo.envs.alfworld_env import AlfWorldEnv
 
@@ -23,6 +26,23 @@ def default_env_factory(env: str) -> TextEnv:
 
         return ScienceWorldEnv()
     raise ValueError(f"environment {env!r} is not one of alfworld, scienceworld")
+
+
+def env_factory(workers: str = "auto") -> Callable[[str], TextEnv]:
+    """How pooled instances are built. "thread": in this process (their calls run in worker threads); "process": each
+    in a child process of its own (envs/subprocess_env.py); "auto": a process for ALFWorld, whose Python-side PDDL
+    engine serialises a process's instances, in-process for ScienceWorld, which already works in its own JVM."""
+    if workers not in WORKERS:
+        raise ValueError(f"environment workers {workers!r} is not one of {', '.join(WORKERS)}")
+
+    def make(env: str) -> TextEnv:
+        if workers == "process" or (workers == "auto" and env == "alfworld"):
+            from openrlhf_epo.envs.subprocess_env import SubprocessEnv
+
+            return SubprocessEnv(env)
+        return default_env_factory(env)
+
+    return make
 
 
 class EnvPool:

@@ -6,7 +6,8 @@ label is a TaskSpec). Environments come from a bounded pool per engine, reused a
 (per-turn, the paper's setting, or one concatenated sample) ride back under AGENT_SAMPLES; the driver gives them
 their group and trajectory ids (rollout_hooks.expand_agent_responses).
 
-Configuration: an `AgentConfig`, from the JSON in $OPENRLHF_EPO_AGENT when the executor is built without one.
+Configuration: an `AgentConfig`, from the JSON in $OPENRLHF_EPO_AGENT when the executor is built without one;
+`--agent.*` flags (agent_flags.py) write that variable and select this file as --train.agent_func_path.
 """
 import json
 import os
@@ -15,19 +16,19 @@ from typing import Optional
 
 from openrlhf.utils.agent import AgentExecutorBase
 
-from openrlhf_epo.agent.env_pool import EnvPool
+from openrlhf_epo.agent.env_pool import WORKERS, EnvPool, env_factory
 from openrlhf_epo.agent.episode import EpisodeConfig, run_episode
 from openrlhf_epo.agent.samples import MODES, concatenated_sample, per_turn_samples
 from openrlhf_epo.envs.base import TaskSpec
+from openrlhf_epo.integration.agent_flags import CONFIG_ENV
 from openrlhf_epo.integration.rollout_hooks import AGENT_SAMPLES
-
-CONFIG_ENV = "OPENRLHF_EPO_AGENT"
 
 
 @dataclass
 class AgentConfig:
     mode: str = "per_turn"  # "per_turn" (the paper's setting) or "concat" (one sample per episode)
     pool_size: int = 8  # environment instances per rollout engine
+    env_workers: str = "auto"  # where instances live: "thread" / "process" / "auto" (agent/env_pool.env_factory)
     episode: EpisodeConfig = field(default_factory=EpisodeConfig)
 
     def __post_init__(self):
@@ -39,6 +40,8 @@ class AgentConfig:
             self.episode = EpisodeConfig(**self.episode)
         if self.mode not in MODES:
             raise ValueError(f"agent mode {self.mode!r} is not one of {', '.join(MODES)}")
+        if self.env_workers not in WORKERS:
+            raise ValueError(f"agent env_workers {self.env_workers!r} is not one of {', '.join(WORKERS)}")
         if self.pool_size < 1:
             raise ValueError(f"agent pool_size={self.pool_size} must be >= 1")
 
@@ -59,7 +62,7 @@ class AgentConfig:
 class EPOAgentExecutor(AgentExecutorBase):
     def __init__(self, config: Optional[AgentConfig] = None):
         self.config = config or AgentConfig.from_env()
-        self.pool = EnvPool(self.config.pool_size)
+        self.pool = EnvPool(self.config.pool_size, env_factory(self.config.env_workers))
 
     async def execute(self, prompt, label, sampling_params, max_length: int, hf_tokenizer, llm_engine, images=None):
         spec = TaskSpec.from_json(label)

@@ -1,7 +1,9 @@
 """`openrlhf-epo data {scienceworld,alfworld} --split {train,iid,ood} --out FILE.jsonl`: a prompt dataset of task
 instances for OpenRLHF's `--data.prompt_dataset`.
 
-One JSON line per task instance: {"prompt": "<env>: <task> #<variation>", "label": "<TaskSpec JSON>"}. Train with
+One JSON line per task instance: {"prompt": "<env>: <task> #<variation>", "label": "<TaskSpec JSON>",
+"datasource": "<env>_<split>"} (evaluation reports its metrics per data source: `--eval.dataset iid.jsonl,ood.jsonl`
+gives `eval_alfworld_iid_*` and `eval_alfworld_ood_*`). Train with
 `--data.input_key prompt --data.label_key label`: the agent loop reads the instance from the label and rebuilds every
 turn's prompt from the environment (paper appendix D), so the "prompt" field is only a readable name.
 """
@@ -25,7 +27,8 @@ def task_specs(env: str, split: str, n: Optional[int], seed: int, tasks: Optiona
 
 
 def record(spec: TaskSpec) -> dict:
-    return {"prompt": f"{spec.env}: {spec.task} #{spec.variation}", "label": spec.to_json()}
+    return {"prompt": f"{spec.env}: {spec.task} #{spec.variation}", "label": spec.to_json(),
+            "datasource": f"{spec.env}_{spec.split}"}
 
 
 def write_dataset(env: str, split: str, out: Path, n: Optional[int] = None, seed: int = 0,

@@ -26,6 +26,7 @@ def test_alfworld_dataset_lines_are_task_specs(tmp_path):
     assert len({s.task for s in specs}) == 6  # round-robin over the six task types
     assert all(s.split == "ood" and s.env == "alfworld" for s in specs)
     assert all(line["prompt"] == f"alfworld: {s.task} #{s.variation}" for line, s in zip(lines, specs))
+    assert {line["datasource"] for line in lines} == {"alfworld_ood"}
     assert not list(tmp_path.glob("*.tmp"))
 
 

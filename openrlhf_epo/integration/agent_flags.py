@@ -1,0 +1,137 @@
+"""The `--agent.*` flags of `openrlhf.cli.train_ppo_ray`: the multi-turn agent loop selected and configured by flag.
+
+`--agent.mode per_turn` (the paper's setting) or `concat` points `--train.agent_func_path` at openrlhf-epo's executor
+and serialises the agent settings (AgentConfig, EpisodeConfig) into $OPENRLHF_EPO_AGENT, which the driver forwards to
+every Ray worker through the job's runtime_env (so the engines on other nodes see the same settings).
+
+The flags are generated from the dataclasses' fields: one source of truth for names, defaults and help.
+"""
+import argparse
+import os
+from dataclasses import fields
+from pathlib import Path
+from typing import Dict, Iterable, Optional
+
+from openrlhf_epo.agent.env_pool import WORKERS
+from openrlhf_epo.agent.episode import DEFAULT_MAX_TURNS, EpisodeConfig
+from openrlhf_epo.envs.base import TaskSpec
+
+PREFIX = "agent"
+MODES = ("off", "per_turn", "concat")
+EXECUTOR_FILE = str(Path(__file__).with_name("agent_executor.py"))
+CONFIG_ENV = "OPENRLHF_EPO_AGENT"
+
+_EPISODE_HELP = {
+    "history_length": "h: past (observation, action) pairs shown in each turn's prompt (appendix D; peers use 2)",
+    "max_turns": "turn limit of an episode (default: 50 ALFWorld, 30 ScienceWorld)",
+    "max_prompt_tokens": "prompt budget per turn; a longer prompt drops the tail of its action list (the paper: 2048)",
+    "max_response_tokens": "per-turn response cap; generation also stops after </action> (the paper: 512)",
+    "success_reward": "outcome reward of a won episode, shared by all its turns (the paper: 1)",
+    "invalid_penalty": "reward subtracted on a turn whose output is invalid (peers: 0.1)",
+    "require_think": "an output without <think>...</think> is invalid",
+    "require_admissible": "an action outside the environment's admissible list is invalid",
+    "max_action_chars": "an action longer than this is invalid",
+}
+
+
+def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register `--agent.mode`, `--agent.pool_size`, `--agent.env_workers`, `--agent.scheduler_turns` and every
+    EpisodeConfig field."""
+    group = parser.add_argument_group("Multi-turn agents in ScienceWorld / ALFWorld (openrlhf-epo)")
+    group.add_argument(
+        f"--{PREFIX}.mode", choices=MODES, default="off",
+        help="per_turn: one training sample per turn, its history-window prompt + response (the paper's setting); "
+             "concat: one sample per episode (upstream's multi-turn form); off: no agent loop (default: off)",
+    )
+    group.add_argument(f"--{PREFIX}.pool_size", type=int, default=8,
+                       help="environment instances per rollout engine, reused across episodes (default: 8)")
+    group.add_argument(
+        f"--{PREFIX}.env_workers", choices=WORKERS, default="auto",
+        help="where pooled environments run: process (one child process each: ALFWorld's PDDL engine serialises a "
+             "process's instances), thread (in the engine actor), auto: process for ALFWorld, thread for ScienceWorld "
+             "(its work runs in its own JVM) (default: auto)",
+    )
+    group.add_argument(
+        f"--{PREFIX}.scheduler_turns", type=int, default=None,
+        help="per_turn mode: samples per episode assumed when counting the LR scheduler's steps (upstream counts "
+             "one sample per episode); default: the turn limit, so the schedule never ends before training does",
+    )
+    for f in fields(EpisodeConfig):
+        flag, helptext = f"--{PREFIX}.{f.name}", _EPISODE_HELP[f.name]
+        if f.default is not None:
+            helptext += f" (default: {f.default})"
+        if f.type is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=helptext)
+        else:
+            kind = int if f.name == "max_turns" else f.type
+            group.add_argument(flag, type=kind, default=f.default, help=helptext)
+
+
+def agent_config_json(args) -> str:
+    """The AgentConfig of hierarchized args as JSON (validated by AgentConfig itself)."""
+    from openrlhf_epo.integration.agent_executor import AgentConfig
+
+    section = args.agent
+    episode = {f.name: getattr(section, f.name) for f in fields(EpisodeConfig)}
+    return AgentConfig(mode=section.mode, pool_size=section.pool_size, env_workers=section.env_workers,
+                       episode=episode).to_json()
+
+
+def check_agent_args(args) -> None:
+    """Validate the agent flags; with a mode set, select openrlhf-epo's executor. Exits like argparse on bad input."""
+    section = getattr(args, PREFIX, None)
+    if section is None or section.mode == "off":
+        return
+    try:
+        given = args.train.agent_func_path
+        if given and Path(given).resolve() != Path(EXECUTOR_FILE).resolve():
+            raise ValueError(f"--agent.mode {section.mode} runs openrlhf-epo's executor, but --train.agent_func_path "
+                             f"is {given!r}: drop one of them")
+        if section.max_turns is not None and section.max_turns < 1:
+            raise ValueError(f"--agent.max_turns {section.max_turns} must be >= 1")
+        if section.scheduler_turns is not None and section.scheduler_turns < 1:
+            raise ValueError(f"--agent.scheduler_turns {section.scheduler_turns} must be >= 1")
+        for name in ("history_length", "max_prompt_tokens", "max_response_tokens", "max_action_chars"):
+            if getattr(section, name) < (0 if name == "history_length" else 1):
+                raise ValueError(f"--agent.{name} {getattr(section, name)} is out of range")
+        need = section.max_prompt_tokens + section.max_response_tokens
+        if section.mode == "per_turn" and args.data.max_len < need:
+            raise ValueError(
+                f"--data.max_len {args.data.max_len} < --agent.max_prompt_tokens + --agent.max_response_tokens "
+                f"= {need}: every turn sample would be cut; raise --data.max_len to {need}"
+            )
+        config = agent_config_json(args)
+    except ValueError as exc:
+        raise SystemExit(f"train_ppo_ray.py: error: {exc}") from None
+    args.train.agent_func_path = EXECUTOR_FILE
+    os.environ[CONFIG_ENV] = config
+
+
+def agent_runtime_env() -> Dict[str, str]:
+    """Environment variables the driver forwards to every Ray worker (ray.init's runtime_env)."""
+    return {CONFIG_ENV: os.environ[CONFIG_ENV]} if os.environ.get(CONFIG_ENV) else {}
+
+
+def scheduler_steps(max_steps: int, args, labels: Iterable[str] = ()) -> int:
+    """The LR scheduler's step count with per-turn samples.
+
+    Upstream counts prompts x n_samples_per_prompt / train_batch_size optimizer steps per pass; per-turn samples
+    multiply the samples of an episode by its turns. Unknown in advance, so take --agent.scheduler_turns, or the turn
+    limit of the environments in the dataset (an upper bound: the schedule may not reach its end, but never
+    finishes early and trains at its floor)."""
+    section = getattr(args, PREFIX, None)
+    if section is None or section.mode != "per_turn":
+        return max_steps
+    turns = section.scheduler_turns or section.max_turns or _dataset_turn_limit(labels)
+    return max_steps * turns
+
+
+def _dataset_turn_limit(labels: Iterable[str]) -> int:
+    envs = set()
+    for label in labels:
+        try:
+            envs.add(TaskSpec.from_json(label).env)
+        except ValueError:
+            continue
+    return max((DEFAULT_MAX_TURNS[e] for e in envs), default=max(DEFAULT_MAX_TURNS.values()))
+

@@ -1,0 +1,36 @@
+"""The patched `openrlhf.cli.train_ppo_ray` argument parsing, run for real, stopped before training starts.
+
+Upstream builds its parser and validates the flags under `if __name__ == "__main__"`; the module is run as __main__
+(runpy) with `get_strategy`, the first thing `train(args)` does after Ray, replaced by a catcher of the final args.
+"""
+import runpy
+import sys
+
+
+class _Parsed(Exception):
+    pass
+
+
+def parse_train_ppo_args(argv):
+    """The hierarchized, validated args of `python -m openrlhf.cli.train_ppo_ray ARGV...`; argparse errors and the
+    patch series' flag checks raise SystemExit as on the command line."""
+    import ray
+    import openrlhf.utils as upstream_utils
+
+    captured = {}
+
+    def catch(args):
+        captured["args"] = args
+        raise _Parsed
+
+    saved = sys.argv, ray.is_initialized, upstream_utils.get_strategy
+    sys.argv = ["train_ppo_ray.py", *argv]
+    ray.is_initialized = lambda: True  # train() would start Ray first
+    upstream_utils.get_strategy = catch
+    try:
+        runpy.run_module("openrlhf.cli.train_ppo_ray", run_name="__main__", alter_sys=False)
+    except _Parsed:
+        return captured["args"]
+    finally:
+        sys.argv, ray.is_initialized, upstream_utils.get_strategy = saved
+    raise AssertionError("train_ppo_ray's __main__ returned without calling train(args)")

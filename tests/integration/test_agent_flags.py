@@ -1,0 +1,96 @@
+"""`--agent.*` through the real, patched `train_ppo_ray` argument parser, and the patched `prepare_datasets` counting
+the LR scheduler's steps for per-turn samples."""
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace as NS
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "epo_testkit"))
+from train_args import parse_train_ppo_args  # noqa: E402
+
+from openrlhf_epo.integration.agent_executor import AgentConfig  # noqa: E402
+from openrlhf_epo.integration.agent_flags import CONFIG_ENV, EXECUTOR_FILE  # noqa: E402
+
+BASE = ["--actor.model_name_or_path", "some/model", "--algo.advantage.estimator", "reinforce"]
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    monkeypatch.delenv(CONFIG_ENV, raising=False)
+
+
+def test_agent_mode_selects_the_executor_and_ships_its_settings(monkeypatch):
+    import os
+
+    args = parse_train_ppo_args(BASE + [
+        "--agent.mode", "per_turn", "--data.max_len", "2600", "--agent.max_turns", "7", "--agent.history_length", "3",
+        "--agent.invalid_penalty", "0.1", "--no-agent.require_think", "--agent.pool_size", "4",
+    ])
+    assert args.train.agent_func_path == EXECUTOR_FILE
+    assert args.reward.remote_url == ["agent"]  # upstream's own consequence of an agent executor
+    config = AgentConfig.from_env()  # what the engine actors build from the forwarded variable
+    assert (config.mode, config.pool_size) == ("per_turn", 4)
+    assert (config.episode.max_turns, config.episode.history_length) == (7, 3)
+    assert config.episode.invalid_penalty == 0.1 and config.episode.require_think is False
+    assert config.episode.max_prompt_tokens == 2048 and config.episode.max_response_tokens == 512  # paper defaults
+
+    from openrlhf_epo.integration.agent_flags import agent_runtime_env
+
+    assert json.loads(agent_runtime_env()[CONFIG_ENV]) == json.loads(os.environ[CONFIG_ENV])
+
+
+def test_agent_mode_off_leaves_upstream_alone():
+    import os
+
+    args = parse_train_ppo_args(BASE)
+    assert args.agent.mode == "off" and args.train.agent_func_path is None
+    assert CONFIG_ENV not in os.environ
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--agent.mode", "per_turn"], "--data.max_len 2048 < --agent.max_prompt_tokens + --agent.max_response_tokens = 2560"),
+    (["--agent.mode", "per_turn", "--data.max_len", "4096", "--train.agent_func_path", "/x/my_agent.py"],
+     "but --train.agent_func_path is '/x/my_agent.py'"),
+    (["--agent.mode", "concat", "--agent.max_turns", "0"], "--agent.max_turns 0 must be >= 1"),
+    (["--agent.mode", "per_turn", "--data.max_len", "4096", "--agent.scheduler_turns", "-2"],
+     "--agent.scheduler_turns -2 must be >= 1"),
+    (["--agent.mode", "everything"], "invalid choice: 'everything' (choose from 'off', 'per_turn', 'concat')"),
+])
+def test_bad_agent_flags_are_named(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_train_ppo_args(BASE + argv)
+    assert message in f"{exit_info.value}{capsys.readouterr().err}"
+
+
+def _strategy(args):
+    from torch.utils.data import DataLoader
+
+    return NS(args=args, print=lambda *a, **k: None, is_rank_0=lambda: True,
+              setup_dataloader=lambda ds, batch, pin, shuffle, collate, **kw: DataLoader(ds, batch, collate_fn=collate))
+
+
+@pytest.mark.parametrize("extra, turns", [
+    (["--agent.mode", "per_turn"], 30),  # the dataset's environment: ScienceWorld's 30-turn limit
+    (["--agent.mode", "per_turn", "--agent.max_turns", "12"], 12),
+    (["--agent.mode", "per_turn", "--agent.scheduler_turns", "9"], 9),
+    (["--agent.mode", "concat"], 1),
+    ([], 1),
+])
+def test_scheduler_steps_count_turn_samples(tmp_path, extra, turns):
+    from openrlhf.trainer.ppo_trainer import prepare_datasets
+    from openrlhf_epo.envs.base import TaskSpec
+    from openrlhf_epo.runtime.offline_models import qwen_tokenizer
+    from openrlhf_epo.tools.data import record
+
+    data = tmp_path / "train.jsonl"
+    specs = [TaskSpec("scienceworld", "boil", variation=v) for v in range(5)]
+    data.write_text("".join(json.dumps(record(s)) + "\n" for s in specs))
+    args = parse_train_ppo_args(BASE + extra + [
+        "--data.max_len", "2600", "--data.prompt_dataset", str(data), "--data.input_key", "prompt",
+        "--data.label_key", "label", "--rollout.n_samples_per_prompt", "4", "--train.batch_size", "8",
+        "--train.num_episodes", "3",
+    ])
+    _, _, max_steps = prepare_datasets(_strategy(args), qwen_tokenizer())
+    assert max_steps == (5 * 4 // 8) * 3 * turns  # upstream's prompts x n / batch x episodes, times turns
