@@ -271,6 +271,8 @@ def apply(target: Target, series: Series) -> Tuple[int, int]:
         _refuse_modified(target, state, "apply")
     before = state.applied
     if before == len(series.patches):
+        for rel in series.paths:  # a tree patched by an older openrlhf-epo may still hold stale bytecode
+            drop_bytecode(target.root / rel)
         return before, before
     try:
         new = _forward_all(state.current, series.patches[before:])
@@ -332,6 +334,18 @@ def write_atomically(root: Path, old: Dict[str, Optional[str]], new: Dict[str, O
             if staged[rel] is not None:
                 staged[rel].unlink(missing_ok=True)
         raise
+    for rel in changed:
+        drop_bytecode(root / rel)
+
+
+def drop_bytecode(source: Path) -> None:
+    """Remove the cached bytecode of a rewritten source file. Python trusts a .pyc whose recorded mtime (in whole
+    seconds) and size match the source: a patch written in the same second as pip compiled the release, with the
+    same length (seen: replay_buffer.py, 7,649 bytes either way), would otherwise keep running the old code."""
+    cache = source.parent / "__pycache__"
+    if cache.is_dir():
+        for compiled in cache.glob(f"{source.stem}.*.pyc"):
+            compiled.unlink(missing_ok=True)
 
 
 def write_manifest(pristine_target: Target, series_folder: Path) -> Path:

@@ -3,6 +3,7 @@ import hashlib
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -15,8 +16,14 @@ TOUCHED = [
     "openrlhf/trainer/ppo_trainer.py",
     "openrlhf/trainer/ppo_trainer_async.py",
     "openrlhf/trainer/ppo_utils/experience_maker.py",
+    "openrlhf/trainer/ppo_utils/replay_buffer.py",
     "openrlhf/trainer/ppo_utils/samples_generator.py",
+    "openrlhf/trainer/ray/launcher.py",
     "openrlhf/trainer/ray/ppo_actor.py",
+    "openrlhf/trainer/ray/ppo_critic.py",
+    "openrlhf/trainer/ray/vllm_engine.py",
+    "openrlhf/utils/deepspeed/deepspeed.py",
+    "openrlhf/utils/distributed_util.py",
 ]
 
 
@@ -52,6 +59,23 @@ def test_apply_then_revert_restores_every_byte(pristine_tree, epo_cli, snapshot)
     assert snapshot(pristine_tree.parent.parent) == before  # bytes and file modes, every file of the release
 
 
+def test_stale_bytecode_of_patched_files_is_dropped(pristine_tree, epo_cli):
+    """A .pyc compiled from the pristine file must not survive: Python would trust it if the patched file had the
+    same size and the same mtime second (pip compiles right before the CLI patches)."""
+    import py_compile
+
+    touched = [pristine_tree / rel for rel in TOUCHED]
+    untouched = pristine_tree / "openrlhf/utils/utils.py"
+    compiled = [Path(py_compile.compile(str(f), cfile=None)) for f in touched + [untouched]]
+    assert all(c.exists() for c in compiled)
+    assert epo_cli("patch", "apply", "--target", str(pristine_tree)).returncode == 0
+    assert [c.exists() for c in compiled] == [False] * len(touched) + [True]
+    for c in compiled[:-1]:
+        py_compile.compile(str(c.parent.parent / (c.name.split(".")[0] + ".py")))
+    assert epo_cli("patch", "revert", "--target", str(pristine_tree)).returncode == 0
+    assert not any(c.exists() for c in compiled[:-1])
+
+
 def test_apply_twice_is_a_noop_that_says_so(pristine_tree, epo_cli, snapshot):
     assert epo_cli("patch", "apply", "--target", str(pristine_tree)).returncode == 0
     once = snapshot(pristine_tree)
@@ -60,11 +84,11 @@ def test_apply_twice_is_a_noop_that_says_so(pristine_tree, epo_cli, snapshot):
     assert "already applied" in second.stdout and "nothing to do" in second.stdout
     assert snapshot(pristine_tree) == once
     status = epo_cli("patch", "status", "--target", str(pristine_tree))
-    assert "4 of 4 patches applied" in status.stdout and "[x] 0001-" in status.stdout and "[x] 0004-" in status.stdout
+    assert "5 of 5 patches applied" in status.stdout and "[x] 0001-" in status.stdout and "[x] 0005-" in status.stdout
 
 
 def test_status_and_check_of_a_patched_tree(pristine_tree, epo_cli):
-    assert "0 of 4 patches applied" in epo_cli("patch", "status", "--target", str(pristine_tree)).stdout
+    assert "0 of 5 patches applied" in epo_cli("patch", "status", "--target", str(pristine_tree)).stdout
     epo_cli("patch", "apply", "--target", str(pristine_tree))
     out = epo_cli("patch", "check", "--target", str(pristine_tree))
     assert out.returncode == 0 and re.search(r"applied\s+0001-", out.stdout), out.stdout
@@ -209,11 +233,11 @@ def test_a_prefix_of_the_series_is_recognised_and_completed(pristine_tree, epo_c
     first = (SERIES / "0001-epo-flags-and-actor-loss-hook.patch").read_text()
     subprocess.run(["patch", "-p1"], input=first, text=True, cwd=pristine_tree, check=True, capture_output=True)
     status = epo_cli("patch", "status", "--target", str(pristine_tree))
-    assert "1 of 4 patches applied" in status.stdout and "[x] 0001-" in status.stdout and "[ ] 0002-" in status.stdout
+    assert "1 of 5 patches applied" in status.stdout and "[x] 0001-" in status.stdout and "[ ] 0002-" in status.stdout
     check = epo_cli("patch", "check", "--target", str(pristine_tree))
     assert re.search(r"applied\s+0001-", check.stdout) and re.search(r"applies\s+0002-", check.stdout)
     out = epo_cli("patch", "apply", "--target", str(pristine_tree))
-    assert out.returncode == 0 and "applied 0002-" in out.stdout and "applied 0004-" in out.stdout
+    assert out.returncode == 0 and "applied 0002-" in out.stdout and "applied 0005-" in out.stdout
     assert "applied 0001-" not in out.stdout
     assert epo_cli("patch", "revert", "--target", str(pristine_tree)).returncode == 0
-    assert "0 of 4 patches applied" in epo_cli("patch", "status", "--target", str(pristine_tree)).stdout
+    assert "0 of 5 patches applied" in epo_cli("patch", "status", "--target", str(pristine_tree)).stdout
