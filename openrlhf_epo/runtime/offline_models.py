@@ -155,6 +155,7 @@ def _build_smollm2(out: Path) -> dict:
     if not tokenizer.chat_template:
         tokenizer.chat_template = CHATML_TEMPLATE
     tokenizer.model_max_length = config.max_position_embeddings
+    tokenizer.clean_up_tokenization_spaces = False  # as SmolLM2's own tokenizer: decode must give the text back
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.bos_token_id = tokenizer.bos_token_id

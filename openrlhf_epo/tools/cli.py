@@ -4,13 +4,15 @@
   openrlhf-epo patch manifest --target PRISTINE_DIR               (maintainers) record the pristine hashes
   openrlhf-epo selfcheck                                         check the installed stack and the applied series
   openrlhf-epo data {scienceworld,alfworld} --split S --out F    a prompt dataset of task instances
+  openrlhf-epo sft-data {alfworld,scienceworld} --n N --tokenizer MODEL_DIR --out F
+                                                                 an SFT warm-up dataset of expert turns
 """
 import argparse
 import sys
 from pathlib import Path
 
 from openrlhf_epo.integration import patch_series as ps
-from openrlhf_epo.tools import data
+from openrlhf_epo.tools import data, sft_data
 
 
 def _target(args) -> ps.Target:
@@ -82,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     selfcheck = sub.add_parser("selfcheck", help="check the installed stack and that the series is applied")
     selfcheck.set_defaults(func=cmd_selfcheck)
     data.add_parser(sub)
+    sft_data.add_parser(sub)
     return parser
 
 
