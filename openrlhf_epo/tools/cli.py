@@ -6,13 +6,14 @@
   openrlhf-epo data {scienceworld,alfworld} --split S --out F    a prompt dataset of task instances
   openrlhf-epo sft-data {alfworld,scienceworld} --n N --tokenizer MODEL_DIR --out F
                                                                  an SFT warm-up dataset of expert turns
+  openrlhf-epo eval MODEL --data FILE.jsonl [...] --out R.json   a model on task splits (success, turns, invalid)
 """
 import argparse
 import sys
 from pathlib import Path
 
 from openrlhf_epo.integration import patch_series as ps
-from openrlhf_epo.tools import data, sft_data
+from openrlhf_epo.tools import data, evaluate, sft_data
 
 
 def _target(args) -> ps.Target:
@@ -85,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     selfcheck.set_defaults(func=cmd_selfcheck)
     data.add_parser(sub)
     sft_data.add_parser(sub)
+    evaluate.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,192 @@
+"""`openrlhf-epo eval MODEL --data iid.jsonl ood.jsonl --out results.json`: a model on task splits, as training plays.
+
+Every task instance of the datasets (lines of `openrlhf-epo data`) is played `--n-samples` times by the same agent
+loop the rollout uses (agent/episode.py: the paper's prompts, parsing, turn limit), with vLLM when a GPU is present
+and the CPU engine (runtime/cpu_engine.py) otherwise. Reported per data source (`alfworld_iid`, ...) and overall:
+success rate, success per task type, mean turns, invalid-action ratio (invalid turns / turns), episode return, and
+pass@n when n > 1 (integration/agent_metrics.py, the same definitions as the training logs).
+
+MODEL is a Hugging Face folder: OpenRLHF's final `--ckpt.output_dir`, a `--ckpt.save_hf` checkpoint, or a base model.
+"""
+import asyncio
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from openrlhf_epo.agent.env_pool import WORKERS, EnvPool, env_factory
+from openrlhf_epo.agent.episode import EpisodeConfig, run_episode
+from openrlhf_epo.agent.samples import episode_return
+from openrlhf_epo.envs.base import TaskSpec
+from openrlhf_epo.integration.agent_metrics import EpisodeRecord, summarize
+
+
+class LocalEngine:
+    """The agent loop's engine seam over an in-process vLLM-shaped engine (vllm.AsyncLLMEngine or CpuLLMEngine),
+    as upstream's rollout actor wraps its engine."""
+
+    def __init__(self, llm):
+        self.llm, self._ids = llm, 0
+
+    async def generate(self, prompt_token_ids, sampling_params, multi_modal_data=None):
+        self._ids += 1
+        final = None
+        async for output in self.llm.generate({"prompt_token_ids": list(prompt_token_ids)}, sampling_params,
+                                              request_id=f"eval-{self._ids}"):
+            final = output
+        return final
+
+
+def load_engine(model: str, engine: str, seed: int, max_model_len: int):
+    from openrlhf_epo.runtime import device
+
+    if engine == "auto":
+        engine = "cpu" if device.use_cpu() else "vllm"
+    if engine == "cpu":
+        from openrlhf_epo.runtime.cpu_engine import CpuLLMEngine
+
+        return LocalEngine(CpuLLMEngine(model, seed=seed, max_model_len=max_model_len)), engine
+    import vllm
+
+    args = vllm.AsyncEngineArgs(model=model, seed=seed, max_model_len=max_model_len, dtype="bfloat16",
+                                trust_remote_code=True)
+    return LocalEngine(vllm.AsyncLLMEngine.from_engine_args(args)), engine
+
+
+def read_tasks(paths: List[Path]) -> List[Dict]:
+    """[{"spec", "source", "prompt"}] from prompt datasets; a line that is not a task spec is named."""
+    tasks = []
+    for path in paths:
+        if not path.is_file():
+            raise ValueError(f"--data {path}: no such file (write one with `openrlhf-epo data ...`)")
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                spec = TaskSpec.from_json(row["label"])
+            except (ValueError, KeyError) as exc:
+                raise ValueError(f"{path}:{number} is not a task line of `openrlhf-epo data` ({exc})") from None
+            tasks.append({"spec": spec, "source": row.get("datasource") or f"{spec.env}_{spec.split}",
+                          "prompt": row.get("prompt", "")})
+    if not tasks:
+        raise ValueError(f"no task instances in {', '.join(map(str, paths))}")
+    return tasks
+
+
+def check_model_folder(model: str) -> None:
+    folder = Path(model)
+    if folder.is_dir() and not (folder / "config.json").exists():
+        if any(folder.glob("*model_states.pt")) or (folder / "latest").exists():
+            raise ValueError(f"{model} is a DeepSpeed checkpoint; evaluate a Hugging Face folder: the run's "
+                             "--ckpt.output_dir, or a checkpoint saved with --ckpt.save_hf")
+        raise ValueError(f"{model} holds no config.json: not a Hugging Face model folder")
+
+
+async def play_all(tasks, engine, tokenizer, params, config: EpisodeConfig, n_samples: int, concurrency: int,
+                   workers: str, progress: bool = True):
+    from tqdm import tqdm
+
+    slots = asyncio.Semaphore(concurrency)
+    bar = tqdm(total=len(tasks) * n_samples, desc="eval episodes", unit="ep", disable=not progress)
+    with EnvPool(concurrency, env_factory(workers)) as pool:
+
+        async def one(task, group):
+            async with slots, pool.lease(task["spec"].env) as env:
+                episode = await run_episode(env, task["spec"], engine, tokenizer, params, config)
+            bar.update()
+            return task, group, episode
+
+        done = await asyncio.gather(*(one(t, g) for g, t in enumerate(tasks) for _ in range(n_samples)))
+    bar.close()
+    return done
+
+
+def report(done, n_samples: int) -> Dict:
+    by_source = defaultdict(list)
+    episodes = []
+    for i, (task, group, episode) in enumerate(done):
+        record = EpisodeRecord(trajectory=i, group=group, won=float(episode.won),
+                               episode_return=episode_return(episode), turns=float(len(episode.turns)),
+                               invalid=float(episode.invalid_count), task=task["spec"].task, prompt=task["prompt"])
+        by_source[task["source"]].append(record)
+        episodes.append({"source": task["source"], "task": task["spec"].task, "variation": task["spec"].variation,
+                         "won": episode.won, "turns": len(episode.turns), "invalid": episode.invalid_count,
+                         "error": episode.error})
+    result = {"overall": summarize([r for rs in by_source.values() for r in rs], ""), "splits": {}}
+    for source, records in sorted(by_source.items()):
+        result["splits"][source] = summarize(records, "")
+        if n_samples > 1:
+            groups = defaultdict(float)
+            for r in records:
+                groups[r.group] = max(groups[r.group], r.won)
+            result["splits"][source][f"pass{n_samples}"] = sum(groups.values()) / len(groups)
+    result["episodes"] = episodes
+    return result
+
+
+def evaluate(model: str, data: List[Path], out: Optional[Path], n_samples: int = 1, temperature: float = 0.0,
+             top_p: float = 1.0, seed: int = 0, engine: str = "auto", concurrency: int = 8, workers: str = "auto",
+             episode: Optional[EpisodeConfig] = None, progress: bool = True) -> Dict:
+    if n_samples < 1 or concurrency < 1:
+        raise ValueError(f"--n-samples {n_samples} and --concurrency {concurrency} must be >= 1")
+    check_model_folder(model)
+    tasks = read_tasks(list(data))
+    config = episode or EpisodeConfig()
+    from transformers import AutoTokenizer
+    from vllm import SamplingParams
+
+    tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=True)
+    llm, engine = load_engine(model, engine, seed, config.max_prompt_tokens + config.max_response_tokens)
+    params = SamplingParams(temperature=temperature, top_p=top_p, max_tokens=config.max_response_tokens, seed=None)
+    started = time.time()
+    done = asyncio.run(play_all(tasks, llm, tokenizer, params, config, n_samples, concurrency, workers, progress))
+    result = report(done, n_samples)
+    result["settings"] = {"model": str(model), "engine": engine, "data": [str(p) for p in data],
+                          "n_samples": n_samples, "temperature": temperature, "top_p": top_p, "seed": seed,
+                          "episode": vars(config), "seconds": round(time.time() - started, 1)}
+    if out:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def print_summary(result: Dict) -> None:
+    print(f"{'split':<22} {'episodes':>8} {'success':>8} {'turns':>6} {'invalid':>8}")
+    for source, m in list(result["splits"].items()) + [("overall", result["overall"])]:
+        print(f"{source:<22} {m['num_episodes']:>8.0f} {m['success_rate']:>8.3f} {m['turns_mean']:>6.1f} "
+              f"{m['invalid_ratio']:>8.3f}")
+
+
+def add_parser(sub) -> None:
+    parser = sub.add_parser("eval", help="play a model on task splits (success, per task type, turns, invalid ratio)")
+    parser.add_argument("model", help="a Hugging Face model folder (e.g. a run's --ckpt.output_dir)")
+    parser.add_argument("--data", nargs="+", type=Path, required=True, metavar="FILE.jsonl",
+                        help="prompt datasets of `openrlhf-epo data` (e.g. the iid and ood splits)")
+    parser.add_argument("--out", type=Path, default=None, metavar="RESULTS.json")
+    parser.add_argument("--n-samples", type=int, default=1, help="episodes per task instance (default 1)")
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    parser.add_argument("--top-p", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--engine", choices=["auto", "vllm", "cpu"], default="auto",
+                        help="auto: vLLM when a GPU is present, else the CPU engine")
+    parser.add_argument("--concurrency", type=int, default=8, help="episodes played at once (default 8)")
+    parser.add_argument("--env-workers", choices=WORKERS, default="auto")
+    parser.add_argument("--max-turns", type=int, default=None, help="default: 50 ALFWorld, 30 ScienceWorld")
+    parser.add_argument("--history-length", type=int, default=2)
+    parser.add_argument("--max-response-tokens", type=int, default=512)
+    parser.add_argument("--max-prompt-tokens", type=int, default=2048)
+    parser.set_defaults(func=cmd_eval)
+
+
+def cmd_eval(args) -> int:
+    config = EpisodeConfig(max_turns=args.max_turns, history_length=args.history_length,
+                           max_response_tokens=args.max_response_tokens, max_prompt_tokens=args.max_prompt_tokens)
+    result = evaluate(args.model, args.data, args.out, args.n_samples, args.temperature, args.top_p, args.seed,
+                      args.engine, args.concurrency, args.env_workers, config)
+    print_summary(result)
+    if args.out:
+        print(f"wrote {args.out}")
+    return 0

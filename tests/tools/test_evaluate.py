@@ -1,0 +1,97 @@
+"""`openrlhf-epo eval`: the agent loop over task splits, scored per split and task type."""
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+from types import SimpleNamespace as NS
+
+import pytest
+
+from openrlhf_epo.agent.episode import EpisodeConfig
+from openrlhf_epo.tools.data import record
+from openrlhf_epo.tools.evaluate import check_model_folder, play_all, read_tasks, report
+
+pytestmark = pytest.mark.slow  # ALFWorld games, environment processes
+
+
+class PlanOrNothing:
+    """Stand-in for an engine: follows the planner's plan on the tasks it knows, answers without tags elsewhere."""
+
+    def __init__(self, tokenizer, plans):
+        self.tokenizer, self.plans = tokenizer, plans
+
+    async def generate(self, prompt_token_ids, sampling_params, multi_modal_data=None):
+        prompt = self.tokenizer.decode(prompt_token_ids)
+        plan = next((p for task, p in self.plans.items() if task in prompt), None)
+        step = re.search(r"You are now at step (\d+)", prompt)
+        turn = int(step.group(1)) - 1 if step else 0
+        text = f"<think>plan</think><action>{plan[turn]}</action>" if plan else "no idea"
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return NS(outputs=[NS(token_ids=ids, text=text, finish_reason="stop", logprobs=None)])
+
+
+def test_scores_per_split_and_task_type(alfworld_game, tmp_path, monkeypatch):
+    from openrlhf_epo.envs.alfworld_env import AlfWorldEnv
+    from openrlhf_epo.runtime.offline_models import qwen_tokenizer
+
+    known = [alfworld_game("iid", 4, "pick_and_place_simple"), alfworld_game("iid", 5, "look_at_obj_in_light")]
+    unknown = alfworld_game("ood", 6, "pick_and_place_simple")
+    monkeypatch.setenv("OPENRLHF_EPO_ALFWORLD_GAMES", str(unknown[2]))
+    (tmp_path / "iid.jsonl").write_text("".join(json.dumps(record(s)) + "\n" for s, _, _ in known))
+    (tmp_path / "ood.jsonl").write_text(json.dumps(record(unknown[0])) + "\n")
+    tasks = read_tasks([tmp_path / "iid.jsonl", tmp_path / "ood.jsonl"])
+    assert [t["source"] for t in tasks] == ["alfworld_iid", "alfworld_iid", "alfworld_ood"]
+    with AlfWorldEnv(cache_dir=unknown[2]) as env:
+        plans = {env.reset(s).task.removeprefix("Your task is to:").strip(): p for s, p, _ in known}
+    tokenizer = qwen_tokenizer()
+    config = EpisodeConfig(max_turns=max(len(p) for _, p, _ in known) + 1)
+    done = asyncio.run(play_all(tasks, PlanOrNothing(tokenizer, plans), tokenizer, NS(max_tokens=64, stop=None),
+                                config, n_samples=2, concurrency=3, workers="auto", progress=False))
+    result = report(done, n_samples=2)
+    iid, ood = result["splits"]["alfworld_iid"], result["splits"]["alfworld_ood"]
+    plan_turns = [len(p) for _, p, _ in known]
+    assert iid["success_rate"] == 1.0 and iid["pass2"] == 1.0 and iid["invalid_ratio"] == 0.0
+    assert iid["turns_mean"] == pytest.approx(sum(plan_turns) / 2)
+    assert iid["success_pick_and_place_simple"] == 1.0 and iid["success_look_at_obj_in_light"] == 1.0
+    assert ood["success_rate"] == 0.0 and ood["invalid_ratio"] == 1.0 and ood["turns_mean"] == config.max_turns
+    assert result["overall"]["num_episodes"] == 6
+    assert result["overall"]["success_rate"] == pytest.approx(4 / 6)
+
+
+def test_bad_inputs_are_named(tmp_path):
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "mp_rank_00_model_states.pt").write_bytes(b"")
+    with pytest.raises(ValueError, match="is a DeepSpeed checkpoint; evaluate a Hugging Face folder"):
+        check_model_folder(str(tmp_path / "ckpt"))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "x", "label": "{\\"env\\": \\"nethack\\", \\"task\\": \\"t\\"}"}\n')
+    with pytest.raises(ValueError, match=r"bad.jsonl:1 is not a task line"):
+        read_tasks([bad])
+    with pytest.raises(ValueError, match="no such file"):
+        read_tasks([tmp_path / "missing.jsonl"])
+
+
+def test_the_command_runs_a_model_on_the_cpu_engine(alfworld_game, tmp_path):
+    """The real command with a random tiny Qwen2: it cannot write the tags, so every turn is invalid."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from openrlhf_epo.runtime.offline_models import qwen_tokenizer
+
+    torch.manual_seed(0)
+    Qwen2ForCausalLM(Qwen2Config(vocab_size=151936, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                 num_attention_heads=4, num_key_value_heads=2)).save_pretrained(tmp_path / "m")
+    qwen_tokenizer().save_pretrained(tmp_path / "m")
+    spec, _, cache = alfworld_game("iid", 4, "pick_and_place_simple")
+    (tmp_path / "iid.jsonl").write_text(json.dumps(record(spec)) + "\n")
+    done = subprocess.run([sys.executable, "-m", "openrlhf_epo.tools.cli", "eval", str(tmp_path / "m"),
+                           "--data", str(tmp_path / "iid.jsonl"), "--max-turns", "2", "--max-response-tokens", "8",
+                           "--out", str(tmp_path / "r.json"), "--engine", "cpu"],
+                          capture_output=True, text=True, env={**os.environ, "OPENRLHF_EPO_ALFWORLD_GAMES": str(cache)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["splits"]["alfworld_iid"]["num_episodes"] == 1
+    assert result["splits"]["alfworld_iid"]["invalid_ratio"] == 1.0 and result["episodes"][0]["turns"] == 2
+    assert result["settings"]["engine"] == "cpu" and "alfworld_iid" in done.stdout
