@@ -75,7 +75,9 @@ setup(
         "cpu": CPU,
         "scienceworld": ["scienceworld==1.2.3"],
         "alfworld": ["alfworld==0.4.2"],
-        "dev": ["pytest>=8", "pytest-timeout"],
+        "dev": ["pytest>=8", "pytest-timeout", "matplotlib"],
+        # openrlhf-epo plot (tensorboard, for reading tensorboard logs, comes with [cpu] or the GPU stack)
+        "plot": ["matplotlib"],
     },
     entry_points={"console_scripts": ["openrlhf-epo=openrlhf_epo.tools.cli:main"]},
 )

@@ -7,13 +7,14 @@
   openrlhf-epo sft-data {alfworld,scienceworld} --n N --tokenizer MODEL_DIR --out F
                                                                  an SFT warm-up dataset of expert turns
   openrlhf-epo eval MODEL --data FILE.jsonl [...] --out R.json   a model on task splits (success, turns, invalid)
+  openrlhf-epo plot --run LABEL=PATH[,PATH...] [...] --out DIR   the paper's figures and Succ.*/Succ.-bar of runs
 """
 import argparse
 import sys
 from pathlib import Path
 
 from openrlhf_epo.integration import patch_series as ps
-from openrlhf_epo.tools import data, evaluate, sft_data
+from openrlhf_epo.tools import data, evaluate, plot, sft_data
 
 
 def _target(args) -> ps.Target:
@@ -87,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_parser(sub)
     sft_data.add_parser(sub)
     evaluate.add_parser(sub)
+    plot.add_parser(sub)
     return parser
 
 
