@@ -30,6 +30,11 @@ def check_runtime_args(args) -> None:
     """Resolve the device, forward it, and adapt or refuse the flags that need CUDA. Exits like argparse."""
     os.environ[device.DEVICE_ENV] = args.runtime.device
     if not device.use_cpu():
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SystemExit("train_ppo_ray.py: error: --runtime.device cuda, but torch sees no CUDA device; "
+                             "use --runtime.device cpu (or auto)")
         return
     if args.ds.packing_samples:
         raise SystemExit("train_ppo_ray.py: error: --ds.packing_samples needs flash-attention (CUDA); the CPU runtime "

@@ -1,0 +1,61 @@
+"""`--runtime.device` through the real, patched `train_ppo_ray` argument parser."""
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "epo_testkit"))
+from train_args import parse_train_ppo_args  # noqa: E402
+
+from openrlhf_epo.integration.runtime_flags import DECLARED_GPUS, ray_init_kwargs, runtime_env_vars  # noqa: E402
+from openrlhf_epo.runtime import device  # noqa: E402
+
+BASE = ["--actor.model_name_or_path", "m", "--algo.advantage.estimator", "reinforce"]
+
+
+@pytest.fixture(autouse=True)
+def restore_device_env(monkeypatch):
+    monkeypatch.delenv(device.DEVICE_ENV, raising=False)
+    monkeypatch.delenv("DS_ACCELERATOR", raising=False)
+
+
+def test_cpu_runtime_switches_what_needs_cuda_and_says_so(capsys):
+    args = parse_train_ppo_args(BASE + ["--runtime.device", "cpu"])
+    out = capsys.readouterr().out
+    assert args.ds.attn_implementation == "sdpa" and "flash_attention_2 -> sdpa" in out
+    assert args.vllm.sync_backend == "gloo" and "--vllm.sync_backend nccl -> gloo" in out
+    assert os.environ[device.DEVICE_ENV] == "cpu" and device.use_cpu()
+    assert runtime_env_vars() == {device.DEVICE_ENV: "cpu", "DS_ACCELERATOR": "cpu"}
+    kwargs = ray_init_kwargs()
+    assert kwargs["num_gpus"] == DECLARED_GPUS and kwargs["num_cpus"] >= 4 and kwargs["include_dashboard"] is False
+
+
+def test_auto_is_cpu_here_and_the_gpu_path_is_left_alone(monkeypatch):
+    args = parse_train_ppo_args(BASE)  # this machine has no GPU: auto resolves to the CPU runtime
+    assert args.runtime.device == "auto" and device.use_cpu() and args.vllm.sync_backend == "gloo"
+    with pytest.raises(SystemExit, match="--runtime.device cuda, but torch sees no CUDA device"):
+        parse_train_ppo_args(BASE + ["--runtime.device", "cuda"])
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # as on a GPU node: upstream's settings stay
+    args = parse_train_ppo_args(BASE)
+    assert args.ds.attn_implementation == "flash_attention_2" and args.vllm.sync_backend == "nccl"
+    assert not device.use_cpu() and ray_init_kwargs() == {} and "DS_ACCELERATOR" not in runtime_env_vars()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--ds.packing_samples"], "--ds.packing_samples needs flash-attention (CUDA)"),
+    (["--ds.param_dtype", "fp16"], "--ds.param_dtype fp16 does not run on DeepSpeed's CPU accelerator"),
+    (["--runtime.device", "tpu"], "invalid choice: 'tpu'"),  # the last --runtime.device wins, and is refused
+])
+def test_settings_without_a_cpu_equivalent_are_refused(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_train_ppo_args(BASE + ["--runtime.device", "cpu"] + argv)
+    assert message in f"{exit_info.value}{capsys.readouterr().err}"
+
+
+def test_a_bad_device_variable_is_named(monkeypatch):
+    monkeypatch.setenv(device.DEVICE_ENV, "gpu0")
+    with pytest.raises(ValueError, match=r"\$OPENRLHF_EPO_DEVICE='gpu0' is not one of auto, cpu, cuda"):
+        device.use_cpu()
