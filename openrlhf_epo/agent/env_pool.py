@@ -10,6 +10,7 @@ from typing import Any, Callable, Dict, List
 
 from openrlhf_epo.agent.episode import Episode, EpisodeConfig, run_episode
 from openrlhf_epo.envs.base import TaskSpec, TextEnv
+from openrlhf_epo.envs.registry import make_env
 
 
 WORKERS = ("auto", "thread", "process")
@@ -17,15 +18,7 @@ WORKERS = ("auto", "thread", "process")
 
 def default_env_factory(env: str) -> TextEnv:
     """A fresh instance of the named environment with its defaults, in this process."""
-    if env == "alfworld":
-        from openrlhf_epo.envs.alfworld_env import AlfWorldEnv
-
-        return AlfWorldEnv()
-    if env == "scienceworld":
-        from openrlhf_epo.envs.scienceworld_env import ScienceWorldEnv
-
-        return ScienceWorldEnv()
-    raise ValueError(f"environment {env!r} is not one of alfworld, scienceworld")
+    return make_env(env)
 
 
 def env_factory(workers: str = "auto") -> Callable[[str], TextEnv]:

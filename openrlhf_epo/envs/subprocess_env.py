@@ -15,24 +15,13 @@ import pickle
 from typing import Any, Dict, List, Optional
 
 from openrlhf_epo.envs.base import EnvironmentError_, Observation, StepResult, TaskSpec, TextEnv
-
-
-def _build(env_name: str, kwargs: Dict[str, Any]) -> TextEnv:
-    if env_name == "alfworld":
-        from openrlhf_epo.envs.alfworld_env import AlfWorldEnv
-
-        return AlfWorldEnv(**kwargs)
-    if env_name == "scienceworld":
-        from openrlhf_epo.envs.scienceworld_env import ScienceWorldEnv
-
-        return ScienceWorldEnv(**kwargs)
-    raise ValueError(f"environment {env_name!r} is not one of alfworld, scienceworld")
+from openrlhf_epo.envs.registry import make_env
 
 
 def _serve(conn, env_name: str, kwargs: Dict[str, Any]) -> None:
     """The child's loop: one request (method, args) in, one (ok, value) out, until close or a closed pipe."""
     try:
-        env = _build(env_name, kwargs)
+        env = make_env(env_name, **kwargs)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
         conn.send((False, _portable(exc)))
         return

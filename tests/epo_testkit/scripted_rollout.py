@@ -12,6 +12,7 @@ generate_responses creates per execute call).
 """
 import asyncio
 import re
+import weakref
 from types import SimpleNamespace as NS
 from typing import Dict, List, Tuple
 
@@ -27,14 +28,15 @@ class ScriptedLLM:
 
     def __init__(self, tokenizer, scripts: Dict[str, Tuple[str, List[str]]], latency: float = 0.0):
         self.tokenizer, self.scripts, self.latency = tokenizer, scripts, latency
-        self.behaviour_of: Dict[int, Tuple[str, str]] = {}  # id(asyncio task) -> (behaviour, task text)
+        # asyncio task -> (behaviour, task text); weak keys: a finished task's id() may be reused by a new episode
+        self.behaviour_of = weakref.WeakKeyDictionary()
         self.arrivals: Dict[str, int] = {}
         self.calls: List[str] = []
         self.unfinished = self.peak = 0
         self.output_processor = NS(get_num_unfinished_requests=lambda: self.unfinished)
 
     def _script(self, prompt: str):
-        episode = id(asyncio.current_task())
+        episode = asyncio.current_task()
         if episode not in self.behaviour_of:
             task = next((t for t in self.scripts if t in prompt), None)
             if task is None:

@@ -121,7 +121,7 @@ def rollout(world):
 
         from openrlhf.trainer.ppo_trainer import PPOTrainer
 
-        evaluator = NS(samples_generator=generator, eval_dataloader=eval_loader, wandb_logger=None,
+        evaluator = NS(args=args, samples_generator=generator, eval_dataloader=eval_loader, wandb_logger=None,
                        tensorboard_logger=None)
         eval_logs = PPOTrainer.__ray_actor_class__.evaluate(
             evaluator, 1, **dict(kwargs, n_samples_per_prompt=args.eval.n_samples_per_prompt))
