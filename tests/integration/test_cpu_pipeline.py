@@ -28,7 +28,12 @@ pytestmark = pytest.mark.slow  # two training runs of about two minutes each
 STEPS_PER_EPISODE = 2  # two prompts, one per rollout batch
 
 
+VENV = sys.prefix  # the venv: only this installation's processes count (their command lines name its files)
+
+
 def _processes(*needles):
+    """Live processes of this venv whose command line holds one of the needles (another checkout's Ray or JVMs,
+    running alongside, are not this test's business)."""
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -36,7 +41,7 @@ def _processes(*needles):
             state = open(f"/proc/{pid}/stat").read().split()[2]
         except OSError:
             continue
-        if state != "Z" and any(n in cmd for n in needles):
+        if state != "Z" and VENV in cmd and any(n in cmd for n in needles):
             found.append((int(pid), cmd[:120]))
     return found
 
@@ -85,14 +90,14 @@ def runs(tmp_path_factory, alfworld_game):
     data = work / "train.jsonl"
     specs = [spec, TaskSpec("scienceworld", "find-living-thing", variation=2)]
     data.write_text("".join(json.dumps(record(s)) + "\n" for s in specs))
-    before = {pid for pid, _ in _processes("raylet", "gcs_server", "py4j.GatewayServer", "openrlhf-epo-alfworld")}
+    needles = ("raylet", "gcs_server", "py4j.GatewayServer", "multiprocessing.spawn")
+    before = {pid for pid, _ in _processes(*needles)}
     first, t1 = _train(work, model, data, episodes=1, resume=False, games=games)
     second, t2 = _train(work, model, data, episodes=2, resume=True, games=games)
     deadline = time.time() + 30
     left = []
     while time.time() < deadline:
-        left = [p for p in _processes("raylet", "gcs_server", "py4j.GatewayServer", "openrlhf-epo-alfworld")
-                if p[0] not in before]
+        left = [p for p in _processes(*needles) if p[0] not in before]
         if not left:
             break
         time.sleep(1)

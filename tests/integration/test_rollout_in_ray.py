@@ -36,7 +36,8 @@ def _java_gateways():
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            if "py4j.GatewayServer" in open(f"/proc/{pid}/cmdline").read():
+            cmd = open(f"/proc/{pid}/cmdline").read()
+            if "py4j.GatewayServer" in cmd and sys.prefix in cmd:  # this venv's JVMs only
                 found.append(int(pid))
         except OSError:
             pass
