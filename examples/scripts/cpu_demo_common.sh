@@ -27,6 +27,7 @@ SFT_N=${SFT_N:-40}             # expert episodes for the warm-up
 SFT_EPOCHS=${SFT_EPOCHS:-1}
 ROLLOUT_BATCH=${ROLLOUT_BATCH:-2}
 N_SAMPLES=${N_SAMPLES:-2}
+MICRO_BATCH=${MICRO_BATCH:-4}  # samples per forward / backward: actor and critic train at once, each holds its logits
 export OPENRLHF_EPO_ALFWORLD_GAMES=${OPENRLHF_EPO_ALFWORLD_GAMES:-$WORK/alfworld-games}
 
 mkdir -p "$DATA"
@@ -77,8 +78,8 @@ if [ ! -s "$WORK/final/config.json" ]; then
     --data.prompt_dataset "$DATA/train.jsonl" --data.input_key prompt --data.label_key label \
     --data.max_len $((MAX_PROMPT_TOKENS + MAX_RESPONSE_TOKENS)) \
     --rollout.batch_size "$ROLLOUT_BATCH" --rollout.n_samples_per_prompt "$N_SAMPLES" \
-    --rollout.micro_batch_size 4 --rollout.temperature 1.0 \
-    --train.batch_size 16 --train.micro_batch_size 4 --train.num_episodes 1 --train.seed "$SEED" \
+    --rollout.micro_batch_size "$MICRO_BATCH" --rollout.temperature 1.0 \
+    --train.batch_size 16 --train.micro_batch_size "$MICRO_BATCH" --train.num_episodes 1 --train.seed "$SEED" \
     --algo.advantage.estimator gae --algo.kl.init_coef 0 \
     --actor.adam.lr 1e-6 --critic.adam.lr 1e-5 \
     --actor.epo.enable --actor.epo.coef 0.001 --actor.epo.smooth_coef "$SMOOTH_COEF" \

@@ -6,4 +6,5 @@ ENV_NAME=scienceworld
 TASKS=${TASKS:-"find-living-thing find-non-living-thing find-plant find-animal"}  # short gold paths (6-8 steps)
 SMOOTH_COEF=${SMOOTH_COEF:-0.05}  # table 2 (ScienceWorld)
 MAX_PROMPT_TOKENS=${MAX_PROMPT_TOKENS:-1536}  # a room's action list is long; the prompt keeps its head
+MICRO_BATCH=${MICRO_BATCH:-1}  # 1,600-token samples: at 4 per micro-batch actor and critic took 9 GB each
 source "$(dirname "${BASH_SOURCE[0]}")/cpu_demo_common.sh"
