@@ -25,6 +25,7 @@ TRAIN_N=${TRAIN_N:-6}          # RL prompts: TRAIN_N / ROLLOUT_BATCH RL steps
 EVAL_N=${EVAL_N:-6}
 SFT_N=${SFT_N:-40}             # expert episodes for the warm-up
 SFT_EPOCHS=${SFT_EPOCHS:-1}
+SFT_MAX_TURNS=${SFT_MAX_TURNS:-30}  # expert plans kept for the warm-up (longer than the RL turn limit is fine)
 ROLLOUT_BATCH=${ROLLOUT_BATCH:-2}
 N_SAMPLES=${N_SAMPLES:-2}
 MICRO_BATCH=${MICRO_BATCH:-4}  # samples per forward / backward: actor and critic train at once, each holds its logits
@@ -40,7 +41,7 @@ echo "[demo] model: $MODEL"
 [ -s "$DATA/iid.jsonl" ] || $EPO_CLI data "$ENV_NAME" --split iid --n "$EVAL_N" --seed "$SEED" --tasks $TASKS \
   --out "$DATA/iid.jsonl"
 [ -s "$DATA/sft.jsonl" ] || $EPO_CLI sft-data "$ENV_NAME" --n "$SFT_N" --seed $((SEED + 1000)) --tasks $TASKS \
-  --tokenizer "$MODEL" --max-turns "$MAX_TURNS" --max-prompt-tokens "$MAX_PROMPT_TOKENS" --out "$DATA/sft.jsonl"
+  --tokenizer "$MODEL" --max-turns "$SFT_MAX_TURNS" --max-prompt-tokens "$MAX_PROMPT_TOKENS" --out "$DATA/sft.jsonl"
 
 evaluate() {  # evaluate MODEL_DIR NAME
   [ -s "$WORK/eval_$2.json" ] || $EPO_CLI eval "$1" --data "$DATA/iid.jsonl" --max-turns "$MAX_TURNS" \
