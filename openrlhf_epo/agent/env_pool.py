@@ -16,11 +16,6 @@ from openrlhf_epo.envs.registry import make_env
 WORKERS = ("auto", "thread", "process")
 
 
-def default_env_factory(env: str) -> TextEnv:
-    """A fresh instance of the named environment with its defaults, in this process."""
-    return make_env(env)
-
-
 def env_factory(workers: str = "auto") -> Callable[[str], TextEnv]:
     """How pooled instances are built. "thread": in this process (their calls run in worker threads); "process": each
     in a child process of its own (envs/subprocess_env.py); "auto": a process for ALFWorld, whose Python-side PDDL
@@ -33,13 +28,13 @@ def env_factory(workers: str = "auto") -> Callable[[str], TextEnv]:
             from openrlhf_epo.envs.subprocess_env import SubprocessEnv
 
             return SubprocessEnv(env)
-        return default_env_factory(env)
+        return make_env(env)
 
     return make
 
 
 class EnvPool:
-    def __init__(self, size: int, factory: Callable[[str], TextEnv] = default_env_factory):
+    def __init__(self, size: int, factory: Callable[[str], TextEnv] = make_env):
         if size < 1:
             raise ValueError(f"env pool size {size} must be >= 1")
         self.size, self.factory = size, factory

@@ -99,7 +99,8 @@ class CpuLLMEngine:
         if self._asleep:
             raise RuntimeError(f"the CPU rollout engine is asleep ({', '.join(sorted(self._asleep))}): wake_up first")
         if prompt.get("multi_modal_data"):
-            raise NotImplementedError("the CPU rollout engine generates text only (no multi_modal_data)")
+            raise ValueError("the CPU rollout engine generates from text prompts only: multi_modal_data (VLM "
+                             "training) needs vLLM on a GPU (--runtime.device cuda)")
         self._start()
         future = asyncio.get_running_loop().create_future()
         self._pending.append(_Request(list(prompt["prompt_token_ids"]), sampling_params, future))
@@ -203,8 +204,8 @@ class CpuLLMEngine:
     async def collective_rpc(self, method: str, args=(), kwargs=None):
         handlers = {"init_process_group": self._init_process_group, "update_weight": self._update_weight}
         if method not in handlers:
-            raise NotImplementedError(
-                f"the CPU rollout engine has no {method!r}: it syncs weights by broadcast over gloo "
+            raise ValueError(
+                f"the CPU rollout engine has no {method!r} (accepted: {', '.join(handlers)}): it syncs weights by broadcast over gloo "
                 "(--vllm.sync_backend gloo), without CUDA IPC"
             )
         return [await asyncio.to_thread(handlers[method], *args, **(kwargs or {}))]

@@ -34,3 +34,15 @@ def parse_train_ppo_args(argv):
     finally:
         sys.argv, ray.is_initialized, upstream_utils.get_strategy = saved
     raise AssertionError("train_ppo_ray's __main__ returned without calling train(args)")
+
+
+def stub_strategy(args):
+    """What upstream's `prepare_datasets` asks of a DeepspeedStrategy, without one: args, print, a plain DataLoader
+    (unshuffled, so tests see the dataset's order)."""
+    from types import SimpleNamespace
+    from torch.utils.data import DataLoader
+
+    return SimpleNamespace(
+        args=args, print=lambda *a, **k: None, is_rank_0=lambda: True,
+        setup_dataloader=lambda ds, batch, pin, shuffle, collate, **kw: DataLoader(ds, batch, collate_fn=collate),
+    )

@@ -3,12 +3,11 @@ the LR scheduler's steps for per-turn samples."""
 import json
 import sys
 from pathlib import Path
-from types import SimpleNamespace as NS
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "epo_testkit"))
-from train_args import parse_train_ppo_args  # noqa: E402
+from train_args import parse_train_ppo_args, stub_strategy  # noqa: E402
 
 from openrlhf_epo.integration.agent_executor import AgentConfig  # noqa: E402
 from openrlhf_epo.integration.agent_flags import CONFIG_ENV, EXECUTOR_FILE  # noqa: E402
@@ -64,12 +63,6 @@ def test_bad_agent_flags_are_named(argv, message, capsys):
     assert message in f"{exit_info.value}{capsys.readouterr().err}"
 
 
-def _strategy(args):
-    from torch.utils.data import DataLoader
-
-    return NS(args=args, print=lambda *a, **k: None, is_rank_0=lambda: True,
-              setup_dataloader=lambda ds, batch, pin, shuffle, collate, **kw: DataLoader(ds, batch, collate_fn=collate))
-
 
 @pytest.mark.parametrize("extra, turns", [
     (["--agent.mode", "per_turn"], 30),  # the dataset's environment: ScienceWorld's 30-turn limit
@@ -92,5 +85,5 @@ def test_scheduler_steps_count_turn_samples(tmp_path, extra, turns):
         "--data.label_key", "label", "--rollout.n_samples_per_prompt", "4", "--train.batch_size", "8",
         "--train.num_episodes", "3",
     ])
-    _, _, max_steps = prepare_datasets(_strategy(args), qwen_tokenizer())
+    _, _, max_steps = prepare_datasets(stub_strategy(args), qwen_tokenizer())
     assert max_steps == (5 * 4 // 8) * 3 * turns  # upstream's prompts x n / batch x episodes, times turns

@@ -21,6 +21,7 @@ import pytest
 import torch
 
 from openrlhf_epo.envs.base import TaskSpec
+from openrlhf_epo.runtime.offline_models import tiny_qwen2_dir
 from openrlhf_epo.tools.data import record
 
 pytestmark = pytest.mark.slow  # two training runs of about two minutes each
@@ -44,19 +45,6 @@ def _processes(*needles):
         if state != "Z" and VENV in cmd and any(n in cmd for n in needles):
             found.append((int(pid), cmd[:120]))
     return found
-
-
-def _tiny_model(folder: Path) -> Path:
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    from openrlhf_epo.runtime.offline_models import qwen_tokenizer
-
-    torch.manual_seed(0)
-    config = Qwen2Config(vocab_size=151936, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
-    Qwen2ForCausalLM(config).save_pretrained(folder)
-    qwen_tokenizer().save_pretrained(folder)
-    return folder
 
 
 def _train(work: Path, model: Path, data: Path, episodes: int, resume: bool, games: Path):
@@ -85,7 +73,7 @@ def _train(work: Path, model: Path, data: Path, episodes: int, resume: bool, gam
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, alfworld_game):
     work = tmp_path_factory.mktemp("cpu-pipeline")
-    model = _tiny_model(work / "tiny-qwen2")
+    model = tiny_qwen2_dir()
     spec, _, games = alfworld_game("train", 1, "pick_and_place_simple")
     data = work / "train.jsonl"
     specs = [spec, TaskSpec("scienceworld", "find-living-thing", variation=2)]

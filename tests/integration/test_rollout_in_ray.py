@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "epo_testkit"))
 import scripted_rollout  # noqa: E402
-from train_args import parse_train_ppo_args  # noqa: E402
+from train_args import parse_train_ppo_args, stub_strategy  # noqa: E402
 
 from openrlhf_epo.envs.base import TaskSpec  # noqa: E402
 from openrlhf_epo.tools.data import record  # noqa: E402
@@ -76,12 +76,6 @@ def world(alfworld_game, tmp_path_factory):
               turn_limit=max(map(len, plans.values())) + 2)
 
 
-def _strategy(args):
-    from torch.utils.data import DataLoader
-
-    return NS(args=args, print=lambda *a, **k: None, is_rank_0=lambda: True,
-              setup_dataloader=lambda ds, batch, pin, shuffle, collate, **kw: DataLoader(ds, batch, collate_fn=collate))
-
 
 @pytest.fixture(scope="module")
 def rollout(world):
@@ -104,7 +98,7 @@ def rollout(world):
         "--actor.num_gpus_per_node", "1",
     ])
     tokenizer = qwen_tokenizer()
-    strategy = _strategy(args)
+    strategy = stub_strategy(args)
     prompts_loader, eval_loader, _ = prepare_datasets(strategy, tokenizer)
     java_before = set(_java_gateways())
     ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, object_store_memory=200 * 2**20,

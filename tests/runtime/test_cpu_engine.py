@@ -102,8 +102,16 @@ def test_weights_arrive_over_gloo_from_a_trainer(engine):
     assert torch.equal(engine._params[name], sent.float())
     with pytest.raises(ValueError, match="syncs weights over gloo, got backend='nccl'"):
         asyncio.run(engine.collective_rpc("init_process_group", args=("127.0.0.1", port, 1, 2, "g", "nccl", False)))
-    with pytest.raises(NotImplementedError, match="without CUDA IPC"):
+    with pytest.raises(ValueError, match="no 'update_weight_cuda_ipc' .*without CUDA IPC"):
         asyncio.run(engine.collective_rpc("update_weight_cuda_ipc", args=()))
+
+    async def with_image():
+        async for _ in engine.generate({"prompt_token_ids": [1, 2], "multi_modal_data": {"image": object()}},
+                                       SamplingParams(max_tokens=1)):
+            pass
+
+    with pytest.raises(ValueError, match="text prompts only"):
+        asyncio.run(with_image())
 
 
 def test_sleeping_parts_refuse_work_until_woken(engine):

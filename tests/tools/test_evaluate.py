@@ -75,18 +75,11 @@ def test_bad_inputs_are_named(tmp_path):
 
 def test_the_command_runs_a_model_on_the_cpu_engine(alfworld_game, tmp_path):
     """The real command with a random tiny Qwen2: it cannot write the tags, so every turn is invalid."""
-    import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from openrlhf_epo.runtime.offline_models import tiny_qwen2_dir
 
-    from openrlhf_epo.runtime.offline_models import qwen_tokenizer
-
-    torch.manual_seed(0)
-    Qwen2ForCausalLM(Qwen2Config(vocab_size=151936, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                 num_attention_heads=4, num_key_value_heads=2)).save_pretrained(tmp_path / "m")
-    qwen_tokenizer().save_pretrained(tmp_path / "m")
     spec, _, cache = alfworld_game("iid", 4, "pick_and_place_simple")
     (tmp_path / "iid.jsonl").write_text(json.dumps(record(spec)) + "\n")
-    done = subprocess.run([sys.executable, "-m", "openrlhf_epo.tools.cli", "eval", str(tmp_path / "m"),
+    done = subprocess.run([sys.executable, "-m", "openrlhf_epo.tools.cli", "eval", str(tiny_qwen2_dir()),
                            "--data", str(tmp_path / "iid.jsonl"), "--max-turns", "2", "--max-response-tokens", "8",
                            "--out", str(tmp_path / "r.json"), "--engine", "cpu"],
                           capture_output=True, text=True, env={**os.environ, "OPENRLHF_EPO_ALFWORLD_GAMES": str(cache)})
