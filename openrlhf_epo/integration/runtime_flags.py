@@ -4,14 +4,14 @@ On the CPU runtime (runtime/device.py) the driver
 - starts Ray with declared GPUs (OpenRLHF's actors and engine bundles ask for GPUs; Ray started with none would wait
   forever for them) and forwards the device choice to every worker;
 - runs DeepSpeed on its CPU accelerator (gloo), the rollout engines on transformers (runtime/cpu_engine.py) and the
-  weight sync over gloo;
+  weight sync over gloo, in the dtype the CPU computes fast (runtime/cpu_dtype.py: bf16 with bf16 units, else fp32);
 - switches the two settings that cannot work without CUDA to their CPU equivalents, saying so: flash-attention
   becomes SDPA, the NCCL / CUDA-IPC weight sync becomes a gloo broadcast. Settings with no CPU equivalent are refused.
 """
 import os
 from typing import Dict
 
-from openrlhf_epo.runtime import device
+from openrlhf_epo.runtime import cpu_dtype, device
 
 DECLARED_GPUS = 8  # what Ray is told the CPU machine has: OpenRLHF's placement asks for GPU bundles
 RAY_OBJECT_STORE_BYTES = 512 * 2**20
@@ -23,6 +23,12 @@ def add_runtime_arguments(parser) -> None:
         "--runtime.device", choices=device.CHOICES, default="auto",
         help="cuda: upstream's GPU path (vLLM, NCCL); cpu: DeepSpeed on gloo, rollout engines on transformers, weight "
              "sync over gloo; auto: cpu when torch sees no CUDA device (default: auto)",
+    )
+    group.add_argument(
+        "--runtime.cpu_dtype", choices=cpu_dtype.CHOICES, default="auto",
+        help="CPU runtime only: the dtype of training and generation (it sets --ds.param_dtype); auto: bf16 where the "
+             "CPU has bf16 units (AVX512-BF16, AMX, Arm BF16), fp32 where it has none, since bf16 then runs in "
+             "torch's reference gemm, 15-27x slower (default: auto)",
     )
 
 
@@ -45,9 +51,12 @@ def check_runtime_args(args) -> None:
     if args.vllm.sync_backend != "gloo" or getattr(args.vllm, "sync_with_ray", False):
         print(f"openrlhf-epo CPU runtime: --vllm.sync_backend {args.vllm.sync_backend} -> gloo (NCCL needs CUDA)")
         args.vllm.sync_backend, args.vllm.sync_with_ray = "gloo", False
-    if args.ds.param_dtype != "bf16":
-        raise SystemExit(f"train_ppo_ray.py: error: --ds.param_dtype {args.ds.param_dtype} does not run on DeepSpeed's "
-                         "CPU accelerator; use bf16")
+    if args.ds.param_dtype == "fp16":
+        raise SystemExit("train_ppo_ray.py: error: --ds.param_dtype fp16 does not run on DeepSpeed's CPU accelerator; "
+                         "drop it (--runtime.cpu_dtype picks bf16 or fp32)")
+    chosen, reason = cpu_dtype.choose(args.runtime.cpu_dtype)
+    print(f"openrlhf-epo CPU runtime: computing in {chosen} (--runtime.cpu_dtype {args.runtime.cpu_dtype}: {reason})")
+    args.ds.param_dtype = chosen
 
 
 def runtime_env_vars() -> Dict[str, str]:

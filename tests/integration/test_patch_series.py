@@ -14,7 +14,9 @@ PATCHES = [n for n in (SERIES / "series").read_text().split() if n.endswith(".pa
 N, LAST = len(PATCHES), PATCHES[-1][:5]  # e.g. 6, "0006-"
 TOUCHED = [
     "openrlhf/cli/train_ppo_ray.py",
+    "openrlhf/cli/train_sft.py",
     "openrlhf/models/actor.py",
+    "openrlhf/models/utils.py",
     "openrlhf/trainer/ppo_trainer.py",
     "openrlhf/trainer/ppo_trainer_async.py",
     "openrlhf/trainer/ppo_utils/experience_maker.py",
@@ -26,6 +28,7 @@ TOUCHED = [
     "openrlhf/trainer/ray/vllm_engine.py",
     "openrlhf/utils/deepspeed/deepspeed.py",
     "openrlhf/utils/distributed_util.py",
+    "openrlhf/utils/utils.py",
 ]
 
 
@@ -67,7 +70,7 @@ def test_stale_bytecode_of_patched_files_is_dropped(pristine_tree, epo_cli):
     import py_compile
 
     touched = [pristine_tree / rel for rel in TOUCHED]
-    untouched = pristine_tree / "openrlhf/utils/utils.py"
+    untouched = pristine_tree / "openrlhf/utils/logging_utils.py"
     compiled = [Path(py_compile.compile(str(f), cfile=None)) for f in touched + [untouched]]
     assert all(c.exists() for c in compiled)
     assert epo_cli("patch", "apply", "--target", str(pristine_tree)).returncode == 0

@@ -59,3 +59,44 @@ def test_a_bad_device_variable_is_named(monkeypatch):
     monkeypatch.setenv(device.DEVICE_ENV, "gpu0")
     with pytest.raises(ValueError, match=r"\$OPENRLHF_EPO_DEVICE='gpu0' is not one of auto, cpu, cuda"):
         device.use_cpu()
+
+
+@pytest.mark.parametrize("flags, cpu_dtype, expected", [
+    ({"avx2", "avx512f", "avx512_bf16"}, "auto", "bf16"),   # Zen 4 / Cooper Lake: bf16 units
+    ({"avx2", "amx_bf16", "amx_tile"}, "auto", "bf16"),     # Sapphire Rapids: AMX
+    ({"avx2", "fma"}, "auto", "fp32"),                      # AVX2 only: bf16 would run in torch's reference gemm
+    ({"fp", "asimd", "bf16"}, "auto", "bf16"),              # Arm with the BF16 extension
+    ({"avx2", "fma"}, "bf16", "bf16"),                      # asked for: kept, whatever the hardware
+    ({"avx2", "avx512_bf16"}, "fp32", "fp32"),
+])
+def test_the_cpu_runtime_computes_in_a_dtype_the_cpu_has_units_for(monkeypatch, capsys, flags, cpu_dtype, expected):
+    from openrlhf_epo.runtime import cpu_dtype as module
+
+    monkeypatch.setattr(module, "cpu_flags", lambda: frozenset(flags))  # the boundary: /proc/cpuinfo's flags
+    args = parse_train_ppo_args(BASE + ["--runtime.device", "cpu", "--runtime.cpu_dtype", cpu_dtype])
+    assert args.ds.param_dtype == expected
+    out = capsys.readouterr().out
+    assert f"computing in {expected} (--runtime.cpu_dtype {cpu_dtype}: " in out
+    assert ("has bf16 units" in out) == bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def test_the_gpu_path_keeps_bf16_whatever_the_cpu(monkeypatch):
+    import torch
+
+    from openrlhf_epo.runtime import cpu_dtype as module
+
+    monkeypatch.setattr(module, "cpu_flags", lambda: frozenset({"avx2"}))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert parse_train_ppo_args(BASE).ds.param_dtype == "bf16"
+    assert parse_train_ppo_args(BASE + ["--ds.param_dtype", "fp32"]).ds.param_dtype == "fp32"  # upstream's new choice
+
+
+def test_this_machines_flags_are_read():
+    from openrlhf_epo.runtime.cpu_dtype import cpu_flags
+
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    line = next((ln for ln in text.splitlines() if ln.split(":")[0].strip() in ("flags", "Features")), None)
+    if line is None:
+        assert cpu_flags() == frozenset()
+    else:
+        assert cpu_flags() == frozenset(line.split(":", 1)[1].split())
