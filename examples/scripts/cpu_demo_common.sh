@@ -4,8 +4,8 @@
 #   2. eval of the cold model (it writes no <action> tags: every turn invalid);
 #   3. format warm-up: OpenRLHF's own SFT trainer on the expert turns (prompt -> <think>..</think><action>..</action>);
 #   4. eval after the warm-up;
-#   5. PPO (critic, GAE) + EPO with the patched train_ppo_ray on the CPU runtime: Ray, DeepSpeed on gloo, the CPU
-#      rollout engine, per-turn samples; checkpoints every step, tensorboard logs and a metrics file;
+#   5. PPO (critic, GAE) + EPO with the patched train_ppo_ray on the CPU runtime: Ray, DeepSpeed on gloo, vLLM built
+#      for CPUs, per-turn samples; checkpoints every step, tensorboard logs and a metrics file;
 #   6. eval of the trained model, then a before / after table and where everything is.
 # Every stage skips itself when its output exists, and the RL stage resumes from its last checkpoint: a crashed or
 # interrupted run continues where it stopped. Settings are variables (override them in the environment).
@@ -30,6 +30,8 @@ ROLLOUT_BATCH=${ROLLOUT_BATCH:-2}
 N_SAMPLES=${N_SAMPLES:-2}
 MICRO_BATCH=${MICRO_BATCH:-4}  # samples per forward / backward: actor and critic train at once, each holds its logits
 export OPENRLHF_EPO_ALFWORLD_GAMES=${OPENRLHF_EPO_ALFWORLD_GAMES:-$WORK/alfworld-games}
+# bf16 where the CPU has bf16 units, fp32 where bf16 would run in torch's reference gemm (15-27x slower)
+DTYPE=${DTYPE:-$($EPO_CLI cpu-dtype)}
 
 mkdir -p "$DATA"
 MODEL=${MODEL:-$($PY -c 'from openrlhf_epo.runtime.offline_models import smollm2_dir; print(smollm2_dir())')}
@@ -45,7 +47,7 @@ echo "[demo] model: $MODEL"
 
 evaluate() {  # evaluate MODEL_DIR NAME
   [ -s "$WORK/eval_$2.json" ] || $EPO_CLI eval "$1" --data "$DATA/iid.jsonl" --max-turns "$MAX_TURNS" \
-    --max-prompt-tokens "$MAX_PROMPT_TOKENS" --max-response-tokens "$MAX_RESPONSE_TOKENS" --engine cpu \
+    --max-prompt-tokens "$MAX_PROMPT_TOKENS" --max-response-tokens "$MAX_RESPONSE_TOKENS" --dtype "$DTYPE" \
     --out "$WORK/eval_$2.json"
 }
 
@@ -61,7 +63,7 @@ if [ ! -s "$WORK/sft/config.json" ]; then
     --data.max_len $((MAX_PROMPT_TOKENS + MAX_RESPONSE_TOKENS)) \
     --train.batch_size 8 --train.micro_batch_size 4 --train.max_epochs "$SFT_EPOCHS" --train.seed "$SEED" \
     --adam.lr 1e-4 --lr_warmup_ratio 0.05 \
-    --ds.zero_stage 2 --ds.param_dtype bf16 --ds.attn_implementation sdpa \
+    --ds.zero_stage 2 --ds.param_dtype "$DTYPE" --ds.attn_implementation sdpa \
     --logger.tensorboard_dir "$WORK/tb_sft" --ckpt.output_dir "$WORK/sft"
 fi
 evaluate "$WORK/sft" 1_sft
@@ -84,7 +86,7 @@ if [ ! -s "$WORK/final/config.json" ]; then
     --algo.advantage.estimator gae --algo.kl.init_coef 0 \
     --actor.adam.lr 1e-6 --critic.adam.lr 1e-5 \
     --actor.epo.enable --actor.epo.coef 0.001 --actor.epo.smooth_coef "$SMOOTH_COEF" \
-    --ds.zero_stage 2 --ds.param_dtype bf16 \
+    --ds.zero_stage 2 --runtime.cpu_dtype "$DTYPE" \
     --ckpt.path "$WORK/ckpt" --ckpt.save_steps 1 --ckpt.load_enable --ckpt.output_dir "$WORK/final" \
     --logger.tensorboard_dir "$WORK/tb" --logger.jsonl_path "$WORK/metrics.jsonl"
 fi

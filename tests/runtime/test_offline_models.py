@@ -67,12 +67,12 @@ def test_tiny_qwen2_is_a_complete_model_path(tiny_qwen2):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2ForCausalLM
 
-    assert tiny_qwen2.name == "tiny-qwen2-h64-l2"
+    assert tiny_qwen2.name == "tiny-qwen2-h64-l2-hd32"
     model = AutoModelForCausalLM.from_pretrained(tiny_qwen2, local_files_only=True)
     assert isinstance(model, Qwen2ForCausalLM)
     config = model.config
     assert (config.vocab_size, config.hidden_size, config.num_hidden_layers, config.num_attention_heads,
-            config.num_key_value_heads, config.intermediate_size) == (151936, 64, 2, 4, 2, 128)
+            config.num_key_value_heads, config.intermediate_size) == (151936, 64, 2, 2, 1, 128)
     tokenizer = AutoTokenizer.from_pretrained(tiny_qwen2, local_files_only=True)
     assert tokenizer.chat_template and len(tokenizer) <= config.vocab_size
     assert config.eos_token_id == tokenizer.eos_token_id == tokenizer.convert_tokens_to_ids("<|im_end|>")
@@ -96,10 +96,10 @@ def test_cache_env_var_is_honoured(tmp_path, monkeypatch):
     monkeypatch.setenv("OPENRLHF_EPO_CACHE", str(tmp_path))
     assert om.models_cache_dir() == tmp_path / "models"
     folder = om.tiny_qwen2_dir(hidden=16, layers=1)
-    assert folder == tmp_path / "models" / "tiny-qwen2-h16-l1" and (folder / "config.json").is_file()
+    assert folder == tmp_path / "models" / "tiny-qwen2-h16-l1-hd16" and (folder / "config.json").is_file()
 
 
-@pytest.mark.parametrize("kwargs, message", [({"hidden": 12}, "hidden=12"), ({"layers": 0}, "layers=0")])
+@pytest.mark.parametrize("kwargs, message", [({"hidden": 24}, "hidden=24"), ({"layers": 0}, "layers=0")])
 def test_bad_tiny_qwen2_shapes_are_named(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         om.tiny_qwen2_dir(tmp_path, **kwargs)
@@ -148,5 +148,5 @@ def test_concurrent_builders_build_once(tmp_path):
     assert all(p.returncode == 0 for p in procs), [err[-1500:] for _, err in outputs]
     lines = [out.split() for out, _ in outputs]
     assert sum(words.count("BUILT") for words in lines) == 1
-    assert {words[-1] for words in lines} == {str(tmp_path / "tiny-qwen2-h16-l1")}
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".tiny-qwen2-h16-l1.lock", "tiny-qwen2-h16-l1"]
+    assert {words[-1] for words in lines} == {str(tmp_path / "tiny-qwen2-h16-l1-hd16")}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".tiny-qwen2-h16-l1-hd16.lock", "tiny-qwen2-h16-l1-hd16"]

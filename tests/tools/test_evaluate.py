@@ -73,18 +73,20 @@ def test_bad_inputs_are_named(tmp_path):
         read_tasks([tmp_path / "missing.jsonl"])
 
 
-def test_the_command_runs_a_model_on_the_cpu_engine(alfworld_game, tmp_path):
-    """The real command with a random tiny Qwen2: it cannot write the tags, so every turn is invalid."""
+def test_the_command_runs_a_model_on_vllm(alfworld_game, tmp_path):
+    """The real command with a random tiny Qwen2 on vLLM (built for CPUs here): it cannot write the tags, so every
+    turn is invalid; no engine process outlives the command."""
     from openrlhf_epo.runtime.offline_models import tiny_qwen2_dir
 
     spec, _, cache = alfworld_game("iid", 4, "pick_and_place_simple")
     (tmp_path / "iid.jsonl").write_text(json.dumps(record(spec)) + "\n")
     done = subprocess.run([sys.executable, "-m", "openrlhf_epo.tools.cli", "eval", str(tiny_qwen2_dir()),
                            "--data", str(tmp_path / "iid.jsonl"), "--max-turns", "2", "--max-response-tokens", "8",
-                           "--out", str(tmp_path / "r.json"), "--engine", "cpu"],
+                           "--out", str(tmp_path / "r.json"), "--dtype", "fp32"],
                           capture_output=True, text=True, env={**os.environ, "OPENRLHF_EPO_ALFWORLD_GAMES": str(cache)})
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["splits"]["alfworld_iid"]["num_episodes"] == 1
     assert result["splits"]["alfworld_iid"]["invalid_ratio"] == 1.0 and result["episodes"][0]["turns"] == 2
-    assert result["settings"]["engine"] == "cpu" and "alfworld_iid" in done.stdout
+    assert result["settings"]["engine"] == "vllm" and result["settings"]["dtype"] == "fp32"
+    assert "alfworld_iid" in done.stdout and "vLLM on the CPU in fp32" in done.stdout
