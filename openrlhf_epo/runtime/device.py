@@ -1,9 +1,9 @@
-"""The trainer's device, and upstream's few direct CUDA calls routed through one place.
+"""Which runtime a process is on: upstream's GPU path, or the CPU runtime.
 
-OpenRLHF calls `torch.cuda.current_device()`, `synchronize()`, `set_device()` and `current_stream()` directly; each
-raises on a machine without CUDA. Patch 0005 replaces those calls with these functions, which are the very same
-CUDA calls on a GPU (behaviour unchanged) and the CPU equivalents on the CPU runtime: the device "cpu", nothing to
-synchronise, no device to select, no stream.
+Upstream's device calls go through DeepSpeed's accelerator API (patch 0005: `get_accelerator().current_device_name()`,
+`.synchronize()`, `.set_device()`, `.current_stream()`, `.device_name()`), which is CUDA on a GPU node and DeepSpeed's
+CPU accelerator where $DS_ACCELERATOR=cpu (the CPU runtime sets it for every worker). What that API lacks is the
+choice itself, before DeepSpeed is imported: this module holds it.
 
 The CPU runtime is on when $OPENRLHF_EPO_DEVICE is "cpu", or when it is unset / "auto" and torch sees no CUDA device.
 The driver sets the variable from `--runtime.device` and forwards it to every Ray worker.
@@ -27,33 +27,3 @@ def use_cpu() -> bool:
     """True on the CPU runtime."""
     value = requested()
     return value == "cpu" or (value == "auto" and not torch.cuda.is_available())
-
-
-def current_device():
-    """`torch.cuda.current_device()` (an index) on GPU, `torch.device("cpu")` on the CPU runtime."""
-    return torch.device("cpu") if use_cpu() else torch.cuda.current_device()
-
-
-def device_name() -> str:
-    """"cuda:<index>" or "cpu": for `torch.device(...)`."""
-    return "cpu" if use_cpu() else f"cuda:{torch.cuda.current_device()}"
-
-
-def set_device(local_rank: int) -> None:
-    if not use_cpu():
-        torch.cuda.set_device(local_rank)
-
-
-def synchronize() -> None:
-    if not use_cpu():
-        torch.cuda.synchronize()
-
-
-def current_stream():
-    """The current CUDA stream, None on the CPU runtime (the gloo group takes no stream)."""
-    return None if use_cpu() else torch.cuda.current_stream()
-
-
-def device_type() -> str:
-    """"cuda" or "cpu": the device type of torch.distributed's device meshes."""
-    return "cpu" if use_cpu() else "cuda"

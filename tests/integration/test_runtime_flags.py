@@ -26,7 +26,8 @@ def test_cpu_runtime_switches_what_needs_cuda_and_says_so(capsys):
     assert args.ds.attn_implementation == "sdpa" and "flash_attention_2 -> sdpa" in out
     assert args.vllm.sync_backend == "gloo" and "--vllm.sync_backend nccl -> gloo" in out
     assert os.environ[device.DEVICE_ENV] == "cpu" and device.use_cpu()
-    assert runtime_env_vars() == {device.DEVICE_ENV: "cpu", "DS_ACCELERATOR": "cpu"}
+    assert runtime_env_vars() == {device.DEVICE_ENV: "cpu", "DS_ACCELERATOR": "cpu", "VLLM_CPU_KVCACHE_SPACE": "1",
+                                  "VLLM_CPU_OMP_THREADS_BIND": "nobind"}
     kwargs = ray_init_kwargs()
     assert kwargs["num_gpus"] == DECLARED_GPUS and kwargs["num_cpus"] >= 4 and kwargs["include_dashboard"] is False
 
@@ -42,6 +43,16 @@ def test_auto_is_cpu_here_and_the_gpu_path_is_left_alone(monkeypatch):
     args = parse_train_ppo_args(BASE)
     assert args.ds.attn_implementation == "flash_attention_2" and args.vllm.sync_backend == "nccl"
     assert not device.use_cpu() and ray_init_kwargs() == {} and "DS_ACCELERATOR" not in runtime_env_vars()
+
+
+def test_sleep_modes_are_off_on_the_cpu_and_the_users_vllm_settings_win(capsys, monkeypatch):
+    args = parse_train_ppo_args(BASE + ["--runtime.device", "cpu", "--train.colocate_all", "--vllm.enable_sleep",
+                                        "--ds.enable_sleep"])
+    out = capsys.readouterr().out
+    assert not args.vllm.enable_sleep and not args.ds.enable_sleep
+    assert "--vllm.enable_sleep -> off" in out and "--ds.enable_sleep -> off" in out
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "3")
+    assert runtime_env_vars()["VLLM_CPU_KVCACHE_SPACE"] == "3"
 
 
 @pytest.mark.parametrize("argv, message", [
