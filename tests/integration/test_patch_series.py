@@ -26,6 +26,7 @@ TOUCHED = [
     "openrlhf/trainer/ray/ppo_actor.py",
     "openrlhf/trainer/ray/ppo_critic.py",
     "openrlhf/trainer/ray/vllm_engine.py",
+    "openrlhf/trainer/ray/vllm_worker_wrap.py",
     "openrlhf/utils/deepspeed/deepspeed.py",
     "openrlhf/utils/distributed_util.py",
     "openrlhf/utils/utils.py",
