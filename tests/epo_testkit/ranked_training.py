@@ -3,6 +3,8 @@
 Run once per rank as a script (RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT set), like torchrun would:
 
     python ranked_training.py SPEC.json OUT.pt
+SPEC: {"model", "vocab", "zero_stage", "turns": [turns per trajectory], "micro_batch", "rollout_micro_batch",
+       "train_batch", "seed", "epo": {flag: value} | null, "history": [records], "k", "K"}; each rank writes OUT.pt.<rank>
 
 Real parts: the patched `train_ppo_ray` argument parser and checks, `get_strategy` -> `DeepspeedStrategy` (ZeRO-2 or
 ZeRO-3 on DeepSpeed's CPU accelerator), `openrlhf.models.Actor`, `ActorPPOTrainer` with its replay buffer and
@@ -24,8 +26,6 @@ from types import SimpleNamespace as NS
 
 import torch
 
-SPEC = ("model", "vocab", "zero_stage", "turns", "micro_batch", "rollout_micro_batch", "train_batch", "seed",
-        "epo", "history", "k", "K")  # the keys of SPEC.json
 
 
 class LocalGroup:
