@@ -2,7 +2,8 @@
 
 Every task instance of the datasets (lines of `openrlhf-epo data`) is played `--n-samples` times by the same agent
 loop the rollout uses (agent/episode.py: the paper's prompts, parsing, turn limit), on vLLM (on a machine without a
-GPU, vLLM built for CPUs, in the dtype the CPU computes fast: runtime/cpu_dtype.py). Reported per data source (`alfworld_iid`, ...) and overall:
+GPU, vLLM built for CPUs, in the dtype the CPU computes fast: runtime/cpu_dtype.py). Reported per data source
+(`alfworld_iid`, ...) and overall:
 success rate, success per task type, mean turns, invalid-action ratio (invalid turns / turns), episode return, and
 pass@n when n > 1 (integration/agent_metrics.py, the same definitions as the training logs).
 
