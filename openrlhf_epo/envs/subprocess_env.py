@@ -18,8 +18,23 @@ from openrlhf_epo.envs.base import EnvironmentError_, Observation, StepResult, T
 from openrlhf_epo.envs.registry import make_env
 
 
+PROCESS_TITLE = "openrlhf-epo::env-{}"  # what `ps` / `top` show for an environment's child process
+
+
+def _name_process(env_name: str) -> None:
+    """Retitle the child as vLLM retitles its engine cores ("VLLM::EngineCore"), so that a user (or a test) can tell
+    environment processes apart from the other spawned children. setproctitle comes with vLLM; without it the
+    child keeps Python's command line."""
+    try:
+        import setproctitle
+    except ImportError:
+        return
+    setproctitle.setproctitle(PROCESS_TITLE.format(env_name))
+
+
 def _serve(conn, env_name: str, kwargs: Dict[str, Any]) -> None:
     """The child's loop: one request (method, args) in, one (ok, value) out, until close or a closed pipe."""
+    _name_process(env_name)
     try:
         env = make_env(env_name, **kwargs)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it

@@ -19,7 +19,8 @@ from openrlhf_epo.envs.base import TaskSpec
 PREFIX = "agent"
 MODES = ("off", "per_turn", "concat")
 EXECUTOR_FILE = str(Path(__file__).with_name("agent_executor.py"))
-CONFIG_ENV = "OPENRLHF_EPO_AGENT"
+ENV_PREFIX = "OPENRLHF_EPO_"  # the variables of this package, forwarded to every worker
+CONFIG_ENV = ENV_PREFIX + "AGENT"
 
 _EPISODE_HELP = {
     "history_length": "h: past (observation, action) pairs shown in each turn's prompt (appendix D; peers use 2)",
@@ -94,10 +95,6 @@ def check_agent_args(args) -> None:
         for name in ("history_length", "max_prompt_tokens", "max_response_tokens", "max_action_chars"):
             if getattr(section, name) < (0 if name == "history_length" else 1):
                 raise ValueError(f"--agent.{name} {getattr(section, name)} is out of range")
-        if section.mode == "per_turn" and getattr(args.train, "async_enable", False):
-            raise ValueError("--agent.mode per_turn with --train.async_enable: the asynchronous trainer refills its "
-                             "rollout buffer by counting prompts x --rollout.n_samples_per_prompt samples, and an "
-                             "episode brings one sample per turn; not supported yet: drop --train.async_enable")
         if section.mode == "per_turn" and getattr(args.train, "dynamic_batch_enable", False):
             raise ValueError("--agent.mode per_turn with --train.dynamic_batch_enable: per-turn samples are balanced "
                              "across ranks in whole optimizer windows (integration/rank_balance.py), which dynamic "
@@ -116,8 +113,10 @@ def check_agent_args(args) -> None:
 
 
 def agent_runtime_env() -> Dict[str, str]:
-    """Environment variables the driver forwards to every Ray worker (ray.init's runtime_env)."""
-    return {CONFIG_ENV: os.environ[CONFIG_ENV]} if os.environ.get(CONFIG_ENV) else {}
+    """Environment variables the driver forwards to every Ray worker (ray.init's runtime_env): the agent settings and
+    every other OPENRLHF_EPO_* variable set in the driver (cache and game folders). Workers on other nodes are started
+    by their node's raylet and inherit nothing from the driver's shell."""
+    return {name: value for name, value in os.environ.items() if name.startswith(ENV_PREFIX) and value}
 
 
 def scheduler_steps(max_steps: int, args, labels: Iterable[str] = ()) -> int:

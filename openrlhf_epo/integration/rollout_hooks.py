@@ -3,7 +3,8 @@
 - `expand_agent_responses`: one rollout request (one prompt, n trajectories of the same task instance) comes back as
   n response dicts, each carrying its episode's per-turn samples under AGENT_SAMPLES; they are flattened into
   upstream-shaped responses, one per turn, with a group id for the request and a trajectory id per episode.
-- `take_rollout_chunk`: the generator hands out whole groups (never half an episode): per-turn sample counts vary.
+- `take_rollout_chunk`: the generator hands out whole groups (never half an episode): per-turn sample counts vary;
+  `buffer_short` says when its buffer holds fewer groups than a chunk takes, so that it generates more first.
 - `grouped_rewards`: the group baseline over one return per trajectory, by explicit ids (agent/grouping.py),
   instead of upstream's consecutive blocks of n samples.
 """
@@ -56,6 +57,15 @@ def _group_of(experience) -> Optional[int]:
     info = getattr(experience, "info", None)
     value = info.get(GROUP_ID) if isinstance(info, dict) else None
     return None if value is None else int(torch.as_tensor(value).flatten()[0])
+
+
+def buffer_short(buffer: List, chunk_size: int, groups_per_chunk: int) -> bool:
+    """Whether the generator's buffer cannot fill one training chunk: fewer than chunk_size samples (upstream), or,
+    for per-turn samples, fewer than `groups_per_chunk` whole groups (a group brings one sample per turn of each of
+    its episodes, so a sample count says nothing about how many groups are there)."""
+    if not buffer or _group_of(buffer[0]) is None:
+        return len(buffer) < chunk_size
+    return len({_group_of(experience) for experience in buffer}) < groups_per_chunk
 
 
 def take_rollout_chunk(buffer: List, chunk_size: int, groups_per_chunk: int) -> Tuple[List, List]:

@@ -16,6 +16,9 @@ from typing import Dict
 from openrlhf_epo.runtime import cpu_dtype, device, vllm_cpu
 
 DECLARED_GPUS = 8  # what Ray is told the CPU machine has: OpenRLHF's placement asks for GPU bundles
+# Ray's CPUs are scheduling tokens here: one per GPU bundle ({GPU: 1, CPU: 1}) and one per trainer-side actor (the
+# asynchronous trainer has three), as a GPU node has many more CPUs than GPUs
+DECLARED_CPUS = 2 * DECLARED_GPUS
 RAY_OBJECT_STORE_BYTES = 512 * 2**20
 
 
@@ -74,10 +77,49 @@ def runtime_env_vars() -> Dict[str, str]:
     return env
 
 
+def existing_cluster_address():
+    """The Ray cluster `ray.init()` will join (RAY_ADDRESS, or the last `ray start` on this machine), or None when it
+    will start its own; resolved by Ray's own resolver, the one ray.init uses."""
+    import ray
+
+    return ray._private.services.canonicalize_bootstrap_address(None)
+
+
 def ray_init_kwargs() -> Dict:
-    """Extra ray.init arguments: declared GPUs and a small object store on the CPU runtime; nothing on GPU."""
+    """Extra ray.init arguments: on the CPU runtime, a Ray started by the driver declares GPUs and a small object store;
+    nothing when joining a cluster (Ray refuses resources there: its nodes declared theirs at `ray start`), nothing on
+    GPU."""
     if not device.use_cpu():
         return {}
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
-    return dict(num_cpus=max(os.cpu_count() or 1, 4), num_gpus=DECLARED_GPUS, include_dashboard=False,
+    if existing_cluster_address() is not None:
+        return {}
+    return dict(num_cpus=max(os.cpu_count() or 1, DECLARED_CPUS), num_gpus=DECLARED_GPUS, include_dashboard=False,
                 object_store_memory=RAY_OBJECT_STORE_BYTES)
+
+
+def placement_gpus(args) -> Dict[str, int]:
+    """GPU bundles of each placement group train_ppo_ray asks Ray for (one GPU and one CPU per bundle, PACKed)."""
+    groups = {"actor": args.actor.num_nodes * args.actor.num_gpus_per_node}
+    if args.vllm.num_engines:
+        groups["vllm"] = args.vllm.num_engines * args.vllm.tensor_parallel_size
+    if args.algo.kl.init_coef > 0:
+        groups["ref"] = args.ref.num_nodes * args.ref.num_gpus_per_node
+    if args.critic.model_name_or_path:
+        groups["critic"] = args.critic.num_nodes * args.critic.num_gpus_per_node
+    return groups
+
+
+def check_ray_cluster(args) -> None:
+    """After ray.init: refuse a cluster in which the largest placement group can never be placed. Ray would wait
+    for it forever (the typical case: nodes of the CPU runtime started by `ray start` without --num-gpus)."""
+    import ray
+
+    have = ray.cluster_resources()
+    name, bundles = max(placement_gpus(args).items(), key=lambda item: item[1])
+    gpus, cpus = int(have.get("GPU", 0)), int(have.get("CPU", 0))
+    if gpus < bundles or cpus < bundles:
+        hint = (" (the CPU runtime's nodes declare GPUs: `ray start --num-gpus N --num-cpus N`)"
+                if device.use_cpu() else "")
+        raise SystemExit(f"train_ppo_ray.py: error: the {name} group needs {bundles} bundles of 1 GPU + 1 CPU, and the "
+                         f"Ray cluster has {gpus} GPUs and {cpus} CPUs in all{hint}")

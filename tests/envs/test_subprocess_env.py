@@ -44,6 +44,7 @@ def test_a_child_plays_the_same_episode_as_the_parent(alfworld_game, monkeypatch
         expected = _transcript(local, spec, plan)
     with SubprocessEnv("alfworld") as remote:
         assert remote.pid != os.getpid() and _alive(remote.pid)
+        assert open(f"/proc/{remote.pid}/cmdline").read().startswith("openrlhf-epo::env-alfworld")  # as ps shows it
         got = _transcript(remote, spec, plan)
         assert remote.attribute("walkthrough") == plan
         pid = remote.pid

@@ -2,10 +2,12 @@
 
 Used as a script, in a subprocess whose PYTHONPATH puts one OpenRLHF tree (pristine or patched) first, so a test can
 compare the two trees on the same batch and seed. Real parts: `openrlhf.models.Actor` around a tiny random Qwen2,
-`PolicyLoss`, `ActorPPOTrainer.training_step`, `iter_grad_accum_global_norm`, torch.distributed (gloo) for the
-two-rank runs. The one stand-in is `StrategyStandIn`, in place of the DeepSpeed engine (the boundary this test does
-not cross): backward scales each micro-batch by 1 / gradient-accumulation steps and averages gradients over ranks,
-as DeepSpeed does.
+`PolicyLoss`, `ActorPPOTrainer.training_step`, `iter_grad_accum_global_norm`, the tree's own `DeepspeedStrategy`
+backward / optimizer_step / get_grad_norm over a real DeepSpeed engine (`deepspeed.initialize`, ZeRO stage 0, fp32,
+gloo; it scales each micro-batch by 1 / gradient-accumulation steps and averages gradients over ranks), torch.distributed
+for the two-rank runs. Not upstream's `DeepspeedStrategy.setup_distributed` / `prepare`: the pristine tree's call
+torch.cuda, which this machine lacks (the patched tree's are run by ranked_training.py and the pipeline tests). The
+gradients are read at each optimizer-step boundary, between backward and DeepSpeed's step.
 
     python actor_step.py SPEC.json OUT.pt
 SPEC: {"epo": {...EPOConfig fields...} | null, "entropy_coef": float | null, "gas": int, "micro_batch": int,
@@ -44,29 +46,42 @@ def build_batch(seed: int, vocab=VOCAB, prompt=PROMPT, response=RESPONSE):
     return sequences, attention, action_mask, advantages, old_noise
 
 
-class StrategyStandIn:
-    """Stands in for DeepspeedStrategy (the DeepSpeed engine is the boundary here); see the module docstring."""
+def real_strategy(args, engine, gas):
+    """The tree's own DeepspeedStrategy around a DeepSpeed engine, its losses and boundary gradients observed."""
+    from deepspeed.utils import safe_get_full_grad
 
-    ring_attn_group = None
+    from openrlhf.utils.deepspeed import DeepspeedStrategy
 
-    def __init__(self, args, gas, world):
-        self.args, self.accumulated_gradient, self.world = args, gas, world
-        self.losses = []
+    strategy = DeepspeedStrategy.__new__(DeepspeedStrategy)  # setup_distributed / prepare call torch.cuda
+    strategy.args, strategy.accumulated_gradient = args, gas  # ring_attn_group: none registered, None
+    strategy.losses, strategy.boundary_grads = [], []
+    backward, optimizer_step = strategy.backward, strategy.optimizer_step
 
-    def backward(self, loss, model, optimizer):
-        self.losses.append(loss.detach().double().item())
-        (loss / self.accumulated_gradient).backward()
+    def observed_backward(loss, model, optimizer, **kwargs):
+        strategy.losses.append(loss.detach().double().item())
+        backward(loss, model, optimizer, **kwargs)
 
-    def optimizer_step(self, optimizer, model, scheduler, name=None):
-        if optimizer.param_groups[0]["lr"] > 0:  # lr 0: the test reads the gradients instead
-            optimizer.step()
-            optimizer.zero_grad()
+    def observed_step(optimizer, model, scheduler, **kwargs):
+        if engine.is_gradient_accumulation_boundary():  # full, rank-averaged gradients, before the step zeroes them
+            strategy.boundary_grads.append({n: safe_get_full_grad(p).detach().clone()
+                                            for n, p in engine.module.named_parameters()})
+        optimizer_step(optimizer, model, scheduler, **kwargs)
 
-    def get_grad_norm(self, model):
-        return 0.0
+    strategy.backward, strategy.optimizer_step = observed_backward, observed_step
+    return strategy
 
-    def is_rank_0(self):
-        return int(os.environ.get("RANK", "0")) == 0
+
+def deepspeed_engine(model, spec, world):
+    import deepspeed
+
+    config = {
+        "train_micro_batch_size_per_gpu": spec["micro_batch"], "gradient_accumulation_steps": spec["gas"],
+        "train_batch_size": spec["micro_batch"] * spec["gas"] * world, "zero_optimization": {"stage": 0},
+        "gradient_clipping": 0.0, "steps_per_print": 10**9, "wall_clock_breakdown": False,
+    }
+    optimizer = torch.optim.SGD(model.parameters(), lr=spec.get("lr", 0.0))
+    engine, optimizer, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
+    return engine, optimizer
 
 
 def make_args(spec):
@@ -111,12 +126,14 @@ def build(spec, world=1, vocab=VOCAB, hidden=32, prompt=PROMPT, response=RESPONS
         logits = model(sequences, attention_mask=attention, position_ids=position_ids).logits
 
     args = make_args(spec)
+    engine, optimizer = deepspeed_engine(model, spec, world)
+    actor.model = engine  # as DeepspeedStrategy.prepare leaves it
     trainer = ActorPPOTrainer.__new__(ActorPPOTrainer)  # no Ray, no vLLM sync group
-    trainer.strategy = StrategyStandIn(args, spec["gas"], world)
+    trainer.strategy = real_strategy(args, engine, spec["gas"])
     trainer.args, trainer.actor, trainer.ema_model, trainer.aux_loss = args, actor, None, False
     trainer.actor_loss_fn = PolicyLoss(0.2, 0.2, token_level_loss=True)
-    trainer.actor_optim = torch.optim.SGD(model.parameters(), lr=spec.get("lr", 0.0))
-    trainer.actor_scheduler = torch.optim.lr_scheduler.LambdaLR(trainer.actor_optim, lambda _: 1.0)
+    trainer.actor_optim = optimizer
+    trainer.actor_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
 
     def experience_of(rows):
         rows = list(rows)
@@ -134,8 +151,9 @@ def build(spec, world=1, vocab=VOCAB, hidden=32, prompt=PROMPT, response=RESPONS
 def main(spec_path, out_path):
     spec = json.loads(open(spec_path).read())
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1:
-        torch.distributed.init_process_group("gloo")
+    import deepspeed
+
+    deepspeed.init_distributed(dist_backend="gloo")  # the runner sets RANK / WORLD_SIZE / MASTER_* (also for one rank)
     kit = build(spec, world)
     trainer, model, logits, action_mask = kit.trainer, kit.model, kit.logits, kit.action_mask
     experience_of, iter_grad_accum_global_norm, openrlhf = kit.experience_of, kit.iter_grad_accum_global_norm, kit.openrlhf
@@ -166,21 +184,14 @@ def main(spec_path, out_path):
         client_states = actor_hooks.epo_checkpoint_state(trainer, {"global_step": step + 1})
         torch.save({"model": model.state_dict(), "client_states": client_states}, spec["save_to"])
 
-    grads = {}
-    for name, p in model.named_parameters():
-        g = p.grad if p.grad is not None else torch.zeros_like(p)
-        if world > 1:  # DeepSpeed averages gradients over data-parallel ranks
-            torch.distributed.all_reduce(g)
-            g = g / world
-        grads[name] = g.clone()
+    grads = trainer.strategy.boundary_grads[-1]  # the last optimizer step's (DeepSpeed averaged them over ranks)
     if int(os.environ.get("RANK", "0")) == 0:
         torch.save({
             "openrlhf_file": openrlhf.__file__, "losses": trainer.strategy.losses, "grads": grads,
             "logits": logits, "action_mask": action_mask, "steps": per_step,
             "policy_losses": [s["metrics"]["policy_loss"].item() for s in statuses],
         }, out_path)
-    if world > 1:
-        torch.distributed.destroy_process_group()
+    torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

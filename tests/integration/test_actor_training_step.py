@@ -5,6 +5,7 @@ Each run is a subprocess with one tree first on PYTHONPATH, so both trees are lo
 import json
 import math
 import os
+import socket
 import subprocess
 import sys
 import zipfile
@@ -39,32 +40,31 @@ def trees(tmp_path_factory, request):
     return out
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def run_step(tree, tmp_path, name, world=1, **spec):
     spec = {"epo": None, "entropy_coef": None, "gas": 1, "micro_batch": 8, "rows": ALL_ROWS, "history": None,
             "K": 10, "seed": 0, **spec}
     out = tmp_path / f"{name}.pt"
-    env = {**os.environ, "PYTHONPATH": str(tree), "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
-    if world == 1:
-        spec_file = tmp_path / f"{name}.json"
-        spec_file.write_text(json.dumps(spec))
-        done = subprocess.run([sys.executable, str(HARNESS), str(spec_file), str(out)], env=env,
-                              capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, done.stderr[-4000:]
-    else:
-        port = 29500 + os.getpid() % 1000
-        procs = []
-        for rank in range(world):
-            rank_spec = {**spec, "rows": spec["rows"][rank::world] if spec.get("interleave") else
-                         spec["rows"][rank * len(spec["rows"]) // world:(rank + 1) * len(spec["rows"]) // world]}
-            spec_file = tmp_path / f"{name}-{rank}.json"
-            spec_file.write_text(json.dumps(rank_spec))
-            rank_env = {**env, "RANK": str(rank), "WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1",
-                        "MASTER_PORT": str(port)}
-            procs.append(subprocess.Popen([sys.executable, str(HARNESS), str(spec_file), str(out)], env=rank_env,
-                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-        for p in procs:
-            _, err = p.communicate(timeout=600)
-            assert p.returncode == 0, err[-4000:]
+    env = {**os.environ, "PYTHONPATH": str(tree), "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1",
+           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": str(world)}
+    procs = []
+    for rank in range(world):
+        rows = spec["rows"]
+        rank_spec = {**spec, "rows": rows[rank::world] if spec.get("interleave") else
+                     rows[rank * len(rows) // world:(rank + 1) * len(rows) // world]}
+        spec_file = tmp_path / f"{name}-{rank}.json"
+        spec_file.write_text(json.dumps(rank_spec))
+        procs.append(subprocess.Popen([sys.executable, str(HARNESS), str(spec_file), str(out)],
+                                      env={**env, "RANK": str(rank), "LOCAL_RANK": str(rank)},
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-4000:]
     result = torch.load(out, weights_only=False)
     assert result["openrlhf_file"].startswith(str(tree))  # the tree under test was the one imported
     return result

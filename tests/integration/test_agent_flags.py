@@ -37,7 +37,21 @@ def test_agent_mode_selects_the_executor_and_ships_its_settings(monkeypatch):
 
     from openrlhf_epo.integration.agent_flags import agent_runtime_env
 
-    assert json.loads(agent_runtime_env()[CONFIG_ENV]) == json.loads(os.environ[CONFIG_ENV])
+    forwarded = agent_runtime_env()
+    assert json.loads(forwarded[CONFIG_ENV]) == json.loads(os.environ[CONFIG_ENV])
+    assert all(name.startswith("OPENRLHF_EPO_") for name in forwarded)
+
+
+def test_the_packages_variables_reach_workers_on_every_node(monkeypatch):
+    from openrlhf_epo.integration.agent_flags import agent_runtime_env
+
+    monkeypatch.setenv("OPENRLHF_EPO_ALFWORLD_GAMES", "/shared/games")  # a worker on another node must see these
+    monkeypatch.setenv("OPENRLHF_EPO_CACHE", "/shared/cache")
+    monkeypatch.setenv("OPENRLHF_EPO_EMPTY", "")
+    monkeypatch.setenv("HOME_OF_SOMETHING_ELSE", "x")
+    forwarded = agent_runtime_env()
+    assert forwarded["OPENRLHF_EPO_ALFWORLD_GAMES"] == "/shared/games" and forwarded["OPENRLHF_EPO_CACHE"] == "/shared/cache"
+    assert "OPENRLHF_EPO_EMPTY" not in forwarded and "HOME_OF_SOMETHING_ELSE" not in forwarded
 
 
 def test_agent_mode_off_leaves_upstream_alone():
@@ -58,14 +72,11 @@ def test_agent_mode_off_leaves_upstream_alone():
     (["--agent.mode", "everything"], "invalid choice: 'everything' (choose from 'off', 'per_turn', 'concat')"),
     (["--agent.mode", "per_turn", "--data.max_len", "4096", "--train.dynamic_batch_enable"],
      "--agent.mode per_turn with --train.dynamic_batch_enable: per-turn samples are balanced across ranks"),
-    (["--agent.mode", "per_turn", "--data.max_len", "4096", "--train.async_enable"],
-     "--agent.mode per_turn with --train.async_enable: the asynchronous trainer refills its rollout buffer"),
 ])
 def test_bad_agent_flags_are_named(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         parse_train_ppo_args(BASE + argv)
     assert message in f"{exit_info.value}{capsys.readouterr().err}"
-
 
 
 @pytest.mark.parametrize("extra, turns", [

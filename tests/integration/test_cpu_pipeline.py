@@ -14,9 +14,7 @@ recomputed here.
 import json
 import math
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -26,75 +24,13 @@ from openrlhf_epo.envs.base import TaskSpec
 from openrlhf_epo.runtime.offline_models import tiny_qwen2_dir
 from openrlhf_epo.tools.data import record
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "epo_testkit"))
+from pipeline_run import (HYBRID_SHAPE, NEEDLES, engine_processes, left_behind, run, train_command,  # noqa: E402
+                          venv_processes)
+
 pytestmark = pytest.mark.slow  # three training runs of about two minutes each
 
 TRAIN_BATCH = 4  # per-turn samples per optimizer step: 2 ranks x micro-batches of 1 x 2 accumulation steps
-
-
-VENV = sys.prefix  # the venv: only this installation's processes count (their command lines name its files)
-
-
-def _processes(*needles):
-    """Live processes of this venv whose command line holds one of the needles (another checkout's Ray or JVMs,
-    running alongside, are not this test's business)."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmd = open(f"/proc/{pid}/cmdline").read().replace("\0", " ")
-            state = open(f"/proc/{pid}/stat").read().split()[2]
-        except OSError:
-            continue
-        if state != "Z" and VENV in cmd and any(n in cmd for n in needles):
-            found.append((int(pid), cmd[:120]))
-    return found
-
-
-def _train(work: Path, model: Path, data: Path, episodes: int, resume: bool, games: Path, estimator: str):
-    shape = [
-        "--actor.num_nodes", "1", "--actor.num_gpus_per_node", "2", "--ref.num_nodes", "1",
-        "--ref.num_gpus_per_node", "2", "--vllm.num_engines", "2", "--vllm.tensor_parallel_size", "1",
-        "--train.colocate_all", "--vllm.enable_sleep", "--ds.enable_sleep", "--vllm.gpu_memory_utilization", "0.5",
-        "--ds.zero_stage", "3",
-    ]  # epo_common.sh's HYBRID_ARGS at two ranks (without --ds.packing_samples)
-    if estimator == "gae":  # PPO: one prompt per episode, a critic of two ranks
-        algo = ["--rollout.batch_size", "2", "--rollout.n_samples_per_prompt", "1",
-                "--critic.model_name_or_path", str(model), "--critic.num_nodes", "1",
-                "--critic.num_gpus_per_node", "2"]
-    else:  # GRPO: a group of two episodes of the same task instance
-        algo = ["--rollout.batch_size", "1", "--rollout.n_samples_per_prompt", "2"]
-    args = [
-        sys.executable, "-m", "openrlhf.cli.train_ppo_ray", "--runtime.device", "cpu",
-        "--actor.model_name_or_path", str(model), *shape, *algo,
-        "--agent.mode", "per_turn", "--agent.max_turns", "3", "--agent.max_response_tokens", "24",
-        "--agent.max_prompt_tokens", "1024", "--agent.pool_size", "2",
-        "--data.max_len", "1100", "--data.prompt_dataset", str(data), "--data.input_key", "prompt",
-        "--data.label_key", "label", "--rollout.micro_batch_size", "1",
-        "--train.batch_size", str(TRAIN_BATCH), "--train.micro_batch_size", "1", "--train.num_episodes", str(episodes),
-        "--algo.advantage.estimator", estimator, "--algo.kl.init_coef", "0",
-        "--actor.epo.enable", "--actor.epo.total_steps", "8",
-        "--ckpt.path", str(work / "ckpt"), "--ckpt.save_steps", "1", "--ckpt.output_dir", str(work / "final"),
-        "--logger.tensorboard_dir", str(work / "tb"), "--logger.jsonl_path", str(work / "metrics.jsonl"),
-    ] + (["--ckpt.load_enable"] if resume else [])
-    env = dict(os.environ, OPENRLHF_EPO_ALFWORLD_GAMES=str(games), RAY_DEDUP_LOGS="0")
-    started = time.time()
-    done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=1200)
-    return done, time.time() - started
-
-
-NEEDLES = ("raylet", "gcs_server", "py4j.GatewayServer", "multiprocessing.spawn")
-
-
-def _engine_processes():
-    """vLLM's engine-core and worker processes (they retitle themselves "VLLM::...": no venv path to match)."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmd = open(f"/proc/{pid}/cmdline").read().replace("\0", " ")
-        except OSError:
-            continue
-        if cmd.startswith("VLLM::"):
-            found.append((int(pid), cmd[:60]))
-    return found
 
 
 @pytest.fixture(scope="module", params=["group_norm", "gae"])
@@ -106,16 +42,13 @@ def runs(request, tmp_path_factory, alfworld_game):
     data = work / "train.jsonl"
     specs = [spec, TaskSpec("scienceworld", "find-living-thing", variation=2)]
     data.write_text("".join(json.dumps(record(s)) + "\n" for s in specs))
-    before = {pid for pid, _ in _processes(*NEEDLES) + _engine_processes()}
+    before = {pid for pid, _ in venv_processes(*NEEDLES) + engine_processes()}
     invocations = [(1, False), (2, True)] if estimator == "group_norm" else [(2, False)]
-    done = [_train(work, model, data, episodes, resume, games, estimator) for episodes, resume in invocations]
-    deadline = time.time() + 30
-    left = []
-    while time.time() < deadline:
-        left = [p for p in _processes(*NEEDLES) + _engine_processes() if p[0] not in before]
-        if not left:
-            break
-        time.sleep(1)
+    env = dict(os.environ, OPENRLHF_EPO_ALFWORLD_GAMES=str(games), RAY_DEDUP_LOGS="0")
+    done = [run(train_command(work, model, data, shape=HYBRID_SHAPE, estimator=estimator, episodes=episodes,
+                              train_batch=TRAIN_BATCH, resume=resume), env)
+            for episodes, resume in invocations]
+    left = left_behind(before)
     rows = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines()]
     return dict(estimator=estimator, work=work, invocations=[d for d, _ in done], seconds=[t for _, t in done],
                 rows=rows, left=left)

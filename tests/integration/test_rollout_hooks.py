@@ -9,6 +9,7 @@ import torch
 from openrlhf_epo.integration.rollout_hooks import (
     AGENT_SAMPLES,
     IdSource,
+    buffer_short,
     expand_agent_responses,
     grouped_rewards,
     take_rollout_chunk,
@@ -62,6 +63,45 @@ def test_chunks_take_whole_groups(to_experience):
     chunk, rest = take_rollout_chunk(buffer, chunk_size=4, groups_per_chunk=2)
     assert len(chunk) == 8 and len(rest) == 2  # groups 0 (4 turns) and 1 (4 turns), not the first 4 samples
     assert {int(e.info["group_id"]) for e in rest} == {2}
+
+
+def test_the_buffer_is_short_by_groups_not_by_samples(to_experience):
+    ids = IdSource()
+    one_group = [to_experience(s) for s in expand_agent_responses(_request([(True, 3), (False, 3)]), ids)]
+    assert len(one_group) == 6 and buffer_short(one_group, chunk_size=4, groups_per_chunk=2)  # 6 samples, 1 group
+    two = one_group + [to_experience(s) for s in expand_agent_responses(_request([(True, 1), (True, 1)]), ids)]
+    assert not buffer_short(two, chunk_size=4, groups_per_chunk=2)
+    assert buffer_short([], chunk_size=4, groups_per_chunk=2)
+    plain = [NS(info={})] * 3  # upstream's samples: counted
+    assert buffer_short(plain, chunk_size=4, groups_per_chunk=2) and not buffer_short(plain * 2, 4, 2)
+
+
+def test_over_sampling_hands_out_whole_chunks_of_groups(to_experience):
+    """Upstream's real `SamplesGenerator.generate_samples` with --rollout.vllm_generate_batch_size 3 over
+    --rollout.batch_size 2 (the asynchronous trainer's over-sampling), 5 prompts of n = 2 episodes of 3 turns.
+    Stub at the engine boundary: `_generate_vllm` draws its prompts with upstream's `_collect_prompt_batch` and
+    returns each prompt's episodes as per-turn samples instead of asking vLLM."""
+    from openrlhf.trainer.ppo_utils import samples_generator as module
+
+    ids, generated = IdSource(), []
+
+    def generate(dataloader_iter, num_prompts, dynamic_filtering, **kwargs):
+        prompts, _, _, exhausted = module._collect_prompt_batch(dataloader_iter, num_prompts)
+        generated.append(len(prompts))
+        samples = [s for _ in prompts for s in expand_agent_responses(_request([(True, 3), (False, 3)]), ids)]
+        return [to_experience(s) for s in samples], len(prompts), exhausted
+
+    generator = module.SamplesGenerator.__new__(module.SamplesGenerator)
+    generator.args = NS(rollout=NS(batch_size=2, n_samples_per_prompt=2, vllm_generate_batch_size=3),
+                        vllm=NS(enable_sleep=False), algo=NS(dynamic_filtering_enable=False))
+    generator.prompts_dataloader = [(None, [f"p{i}"], ["{}"], [None]) for i in range(5)]  # batches of one prompt
+    generator._generate_vllm = generate
+    groups_per_chunk, exhausted = [], False
+    while not exhausted:
+        chunk, _, _, exhausted = generator.generate_samples()
+        groups_per_chunk.append(len({int(e.info["group_id"]) for e in chunk}))
+    # 3 generated, 2 taken; 1 left is short of a chunk: 2 more generated (the dataset's end), 2 taken; 1 left
+    assert generated == [3, 2] and groups_per_chunk == [2, 2, 1]
 
 
 def test_grpo_rewards_by_trajectory_not_by_block(to_experience):

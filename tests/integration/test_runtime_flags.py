@@ -20,7 +20,7 @@ def restore_device_env(monkeypatch):
     monkeypatch.delenv("DS_ACCELERATOR", raising=False)
 
 
-def test_cpu_runtime_switches_what_needs_cuda_and_says_so(capsys):
+def test_cpu_runtime_switches_what_needs_cuda_and_says_so(capsys, monkeypatch):
     args = parse_train_ppo_args(BASE + ["--runtime.device", "cpu"])
     out = capsys.readouterr().out
     assert args.ds.attn_implementation == "sdpa" and "flash_attention_2 -> sdpa" in out
@@ -28,8 +28,31 @@ def test_cpu_runtime_switches_what_needs_cuda_and_says_so(capsys):
     assert os.environ[device.DEVICE_ENV] == "cpu" and device.use_cpu()
     assert runtime_env_vars() == {device.DEVICE_ENV: "cpu", "DS_ACCELERATOR": "cpu", "VLLM_CPU_KVCACHE_SPACE": "1",
                                   "VLLM_CPU_OMP_THREADS_BIND": "nobind"}
+    monkeypatch.setenv("RAY_ADDRESS", "local")  # Ray's own word for "start a Ray here"
     kwargs = ray_init_kwargs()
-    assert kwargs["num_gpus"] == DECLARED_GPUS and kwargs["num_cpus"] >= 4 and kwargs["include_dashboard"] is False
+    assert kwargs["num_gpus"] == DECLARED_GPUS and kwargs["num_cpus"] >= 2 * DECLARED_GPUS and kwargs["include_dashboard"] is False
+
+
+def test_joining_a_cluster_passes_no_resources(monkeypatch):
+    parse_train_ppo_args(BASE + ["--runtime.device", "cpu"])
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")  # Ray refuses num_cpus / num_gpus when joining a cluster
+    assert ray_init_kwargs() == {} and runtime_env_vars()["DS_ACCELERATOR"] == "cpu"
+
+
+@pytest.mark.parametrize("argv, largest", [
+    (["--algo.kl.init_coef", "0"], ("actor", 8)),  # upstream's defaults: 1 node x 8 GPUs per group
+    (["--actor.num_gpus_per_node", "2", "--algo.kl.init_coef", "0", "--vllm.num_engines", "4"], ("vllm", 4)),
+    (["--actor.num_gpus_per_node", "2", "--algo.kl.init_coef", "0", "--vllm.num_engines", "2",
+      "--vllm.tensor_parallel_size", "3"], ("vllm", 6)),
+    (["--actor.num_gpus_per_node", "1", "--algo.kl.init_coef", "0.01", "--ref.num_nodes", "2"], ("ref", 16)),
+    (["--actor.num_gpus_per_node", "1", "--algo.kl.init_coef", "0", "--algo.advantage.estimator", "gae",
+      "--critic.model_name_or_path", "m", "--critic.num_gpus_per_node", "3"], ("critic", 3)),
+])
+def test_the_largest_placement_group_is_counted(argv, largest):
+    from openrlhf_epo.integration.runtime_flags import placement_gpus
+
+    groups = placement_gpus(parse_train_ppo_args(BASE + ["--runtime.device", "cpu"] + argv))
+    assert max(groups.items(), key=lambda item: item[1]) == largest
 
 
 def test_auto_is_cpu_here_and_the_gpu_path_is_left_alone(monkeypatch):
