@@ -1,14 +1,20 @@
-"""One episode of an LLM agent in a text environment, turn by turn, in the paper's per-turn setting.
+"""One episode of an LLM agent in a text environment, turn by turn.
 
-Each turn rebuilds its prompt from the task, the last h (observation, action) pairs and the admissible actions
-(appendix D), asks the engine for one response (stopping after `</action>` or at the per-turn token cap), parses it,
-and steps the environment with the action. The episode ends when the environment is done or at the turn limit. Every
-turn becomes one training sample later (samples.py); all turns share the episode's outcome reward.
+Two ways to show the model the episode so far (the sample each becomes is in samples.py):
+- history window (the paper's per-turn setting, default): each turn rebuilds its prompt from the task, the last h
+  (observation, action) pairs and the admissible actions (appendix D);
+- token stream (`stream=True`, the concatenated mode, as upstream's MultiTurnAgentExecutor): the first turn's prompt,
+  then each response followed by the environment's answer as the next chat message (`prompts.render_continuation`:
+  the current observation and its actions in the first turn's form, since the history is already in the context).
+  Each turn is generated from the whole stream so far, so the concatenated sample is exactly what the model saw.
+Each turn asks the engine for one response (stopping after `</action>` or at the per-turn token cap), parses it and
+steps the environment with the action. The episode ends when the environment is done, at the turn limit, or (token
+stream) when the next turn's context would pass the prompt budget. All turns share the episode's outcome reward.
 
 The engine is anything with `async generate(prompt_token_ids, sampling_params)` returning a vLLM-shaped output
-(`.outputs[0].token_ids / .text / .finish_reason / .logprobs`): a vLLM engine on GPU, the CPU engine, or a test's
-scripted engine. Environment calls are blocking (a JVM, a PDDL engine), so they run in a worker thread: the event
-loop keeps serving the other episodes and the engine sees their requests together.
+(`.outputs[0].token_ids / .text / .finish_reason / .logprobs`): a vLLM engine, or a test's scripted engine.
+Environment calls are blocking (a JVM, a PDDL engine), so they run in a worker thread: the event loop keeps serving
+the other episodes and the engine sees their requests together.
 """
 import asyncio
 import copy
@@ -16,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, List, Optional
 
 from openrlhf_epo.agent.parsing import parse_turn
-from openrlhf_epo.agent.prompts import TurnContext, render_chat, render_prompt
+from openrlhf_epo.agent.prompts import TurnContext, render_chat, render_continuation, render_prompt
 from openrlhf_epo.envs.base import TaskSpec, TextEnv
 
 DEFAULT_MAX_TURNS = {"alfworld": 50, "scienceworld": 30}
@@ -53,6 +59,9 @@ class Turn:
     env_reward: float
     penalty: float  # the invalid-output penalty of this turn (>= 0)
     actions_shown: int = 0  # how many admissible actions the prompt listed (fewer than offered when cut to fit)
+    # token stream only: the tokens after this response that the next turn was generated from (the environment's
+    # answer as the next chat message); empty after the last turn
+    feedback_ids: List[int] = field(default_factory=list)
 
 
 @dataclass
@@ -62,6 +71,7 @@ class Episode:
     turns: List[Turn] = field(default_factory=list)
     won: bool = False
     done: bool = False  # the environment ended it (win, loss, its own limit); False = our turn limit
+    context_full: bool = False  # token stream: the next turn's context would not fit the prompt budget
     error: Optional[str] = None  # the environment failed (e.g. a JVM died); the episode ends, lost
     success_reward: float = 1.0
 
@@ -97,6 +107,19 @@ def _encode(ctx: TurnContext, tokenizer, history_length: int) -> List[int]:
     return tokenizer(render_chat(tokenizer, render_prompt(ctx, history_length)), add_special_tokens=False)["input_ids"]
 
 
+def _largest_action_prefix(ctx: TurnContext, encode, max_tokens: int) -> int:
+    """The largest number of leading actions of ctx whose encoding fits max_tokens (0 if none does)."""
+    actions = list(ctx.actions or [])
+    lo, hi = 0, len(actions)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if len(encode(replace(ctx, actions=actions[:mid]))) <= max_tokens:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
 def fit_prompt(ctx: TurnContext, tokenizer, max_tokens: int, history_length: int):
     """The turn's prompt ids within `max_tokens`, and how many of the actions it lists.
 
@@ -105,18 +128,32 @@ def fit_prompt(ctx: TurnContext, tokenizer, max_tokens: int, history_length: int
     head kept: the environment orders it), and only if the prompt is still too long without any action is it cut
     from the left.
     """
-    ids = _encode(ctx, tokenizer, history_length)
+    def encode(c):
+        return _encode(c, tokenizer, history_length)
+
+    ids = encode(ctx)
     actions = list(ctx.actions or [])
     if len(ids) <= max_tokens or not actions:
         return ids[-max_tokens:], len(actions)
-    lo, hi = 0, len(actions)  # the largest prefix of the action list that fits
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if len(_encode(replace(ctx, actions=actions[:mid]), tokenizer, history_length)) <= max_tokens:
-            lo = mid
-        else:
-            hi = mid - 1
-    return _encode(replace(ctx, actions=actions[:lo]), tokenizer, history_length)[-max_tokens:], lo
+    shown = _largest_action_prefix(ctx, encode, max_tokens)
+    return encode(replace(ctx, actions=actions[:shown]))[-max_tokens:], shown
+
+
+def fit_continuation(ctx: TurnContext, tokenizer, max_tokens: int, after_eos: bool):
+    """(ids, actions shown) of the environment's answer as the next chat message of a token stream, within
+    max_tokens (its action list shortened as in fit_prompt), or None when it does not fit even without actions."""
+    def encode(c):
+        text = render_continuation(tokenizer, render_prompt(c, history_length=0))
+        if after_eos and tokenizer.eos_token and text.startswith(tokenizer.eos_token):
+            text = text[len(tokenizer.eos_token):]  # the response already closed its message
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    ids = encode(ctx)
+    if len(ids) <= max_tokens:
+        return ids, len(ctx.actions or [])
+    shown = _largest_action_prefix(ctx, encode, max_tokens)
+    ids = encode(replace(ctx, actions=list(ctx.actions or [])[:shown]))
+    return (ids, shown) if len(ids) <= max_tokens else None
 
 
 async def run_episode(
@@ -126,27 +163,30 @@ async def run_episode(
     tokenizer: Any,
     sampling_params: Any,
     config: EpisodeConfig,
+    stream: bool = False,
 ) -> Episode:
-    """Play `spec` to the end in `env` (already constructed, reused across episodes)."""
+    """Play `spec` to the end in `env` (already constructed, reused across episodes); `stream`: each turn is generated
+    from the episode's whole token stream (see the module docstring), else from its history-window prompt."""
     observation = await asyncio.to_thread(env.reset, spec, True)
     episode = Episode(spec=spec, task=observation.task, success_reward=config.success_reward)
     history = []
     current, actions = observation.text, observation.admissible
+    ctx = TurnContext(spec.env, episode.task, current, history, actions)
+    prompt_ids, shown = fit_prompt(ctx, tokenizer, config.max_prompt_tokens, config.history_length)
     for index in range(config.turns_for(spec.env)):
-        ctx = TurnContext(spec.env, episode.task, current, history, actions)
-        prompt_ids, shown = fit_prompt(ctx, tokenizer, config.max_prompt_tokens, config.history_length)
         output = (await engine.generate(prompt_ids, _sampling_for_turn(sampling_params, config.max_response_tokens)))
         output = output.outputs[0]
         parsed = parse_turn(output.text, actions, config.require_admissible, config.require_think,
                             config.max_action_chars)
         result = await asyncio.to_thread(env.step, parsed.action, True)
-        episode.turns.append(Turn(
+        turn = Turn(
             index=index, prompt_ids=list(prompt_ids), response_ids=list(output.token_ids), response_text=output.text,
             logprobs=_logprobs_of(output), finish_reason=getattr(output, "finish_reason", None),
             action=parsed.action, valid=parsed.valid, invalid_reason=parsed.reason, observation=result.observation,
             env_reward=float(result.reward), penalty=0.0 if parsed.valid else config.invalid_penalty,
             actions_shown=shown,
-        ))
+        )
+        episode.turns.append(turn)
         history.append((current, parsed.action))
         current, actions = result.observation, result.info.get("admissible")
         if result.info.get("error"):
@@ -154,4 +194,18 @@ async def run_episode(
         if result.done:
             episode.done, episode.won = True, bool(result.won)
             break
+        if index + 1 == config.turns_for(spec.env):
+            break
+        ctx = TurnContext(spec.env, episode.task, current, history, actions)
+        if not stream:
+            prompt_ids, shown = fit_prompt(ctx, tokenizer, config.max_prompt_tokens, config.history_length)
+            continue
+        context = turn.prompt_ids + turn.response_ids
+        after_eos = bool(turn.response_ids) and turn.response_ids[-1] == tokenizer.eos_token_id
+        fitted = fit_continuation(ctx, tokenizer, config.max_prompt_tokens - len(context), after_eos)
+        if fitted is None:
+            episode.context_full = True
+            break
+        turn.feedback_ids, shown = fitted
+        prompt_ids = context + turn.feedback_ids
     return episode

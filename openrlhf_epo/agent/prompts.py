@@ -1,7 +1,8 @@
 """The paper's prompts (appendix D, listings 1-4), rendered per turn.
 
 The first turn has no history; later turns carry the last h (observation, action) pairs. The text is the paper's,
-word for word, with the placeholders filled; `render_chat` wraps it as one user message for the model's chat template.
+word for word, with the placeholders filled; `render_chat` wraps it as one user message for the model's chat template,
+`render_continuation` as the next user message after a reply (the token-stream, concatenated mode).
 """
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
@@ -142,3 +143,18 @@ def render_prompt(ctx: TurnContext, history_length: int = 2) -> str:
 def render_chat(tokenizer, prompt: str) -> str:
     """The prompt as one user message through the model's chat template (generation prompt appended)."""
     return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
+
+
+_REPLY = "\x00openrlhf-epo-reply\x00"  # stands for an assistant reply while the template is rendered around it
+
+
+def render_continuation(tokenizer, prompt: str) -> str:
+    """What follows an assistant reply in the model's chat template when `prompt` is the next user message: the
+    template's end of the reply, the user message, the generation prompt. Read off the template itself (rendered
+    around a placeholder reply), so any chat template gives its own markup."""
+    chat = [{"role": "user", "content": "."}, {"role": "assistant", "content": _REPLY}, {"role": "user", "content": prompt}]
+    text = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+    if text.count(_REPLY) != 1:
+        raise ValueError(f"the chat template of {type(tokenizer).__name__} does not render an assistant reply as "
+                         "given; the token-stream (concat) mode needs one that does")
+    return text[text.index(_REPLY) + len(_REPLY):]

@@ -4,9 +4,10 @@ Per-turn (the paper's setting, default): each turn is one sample, its rebuilt pr
 sample's reward is the episode's outcome reward minus that turn's invalid-output penalty, and its ids say where it
 belongs: trajectory, turn index, number of turns, group (the n trajectories of one task instance).
 
-Concatenated (upstream's MultiTurnAgentExecutor form): one sample per episode, the first turn's prompt followed by
-every response and the environment's answer in between; the action ranges mark the responses, and the EPO objective
-takes the turns from them.
+Concatenated (upstream's MultiTurnAgentExecutor form): one sample per episode, the token stream its turns were
+generated from (episode.py, `stream=True`): the first turn's prompt, then every response and the environment's answer
+as the next chat message in between; the action ranges mark the responses, and the EPO objective takes the turns from
+them. Training log-probs are thus taken in the very context the engine sampled from.
 
 Every id and count rides in `extra_logs`, which the samples generator copies into `experience.info` as per-sample
 tensors (names in SAMPLE_KEYS).
@@ -60,26 +61,29 @@ def per_turn_samples(episode: Episode, prompt: str, label: str, traj_id: int, gr
     return samples
 
 
-def concatenated_sample(episode: Episode, prompt: str, label: str, traj_id: int, group_id: int,
-                        feedback_ids: List[List[int]]) -> Dict:
-    """One sample for the whole episode; feedback_ids[t] are the tokens of the environment's answer after turn t."""
+def concatenated_sample(episode: Episode, prompt: str, label: str, traj_id: int, group_id: int) -> Dict:
+    """One sample for a whole token-stream episode (`run_episode(..., stream=True)`): exactly the tokens its last turn
+    was generated from, then that turn's response; the action ranges mark every response."""
     if not episode.turns:
         raise ValueError(f"episode of {episode.spec.to_json()} has no turns")
     tokens = list(episode.turns[0].prompt_ids)
     ranges, log_probs = [], [0.0] * len(tokens)
     with_logprobs = all(t.logprobs is not None for t in episode.turns)
-    for turn, feedback in zip(episode.turns, feedback_ids):
+    for turn in episode.turns:
+        if tokens != turn.prompt_ids:
+            raise ValueError(f"turn {turn.index} of {episode.spec.to_json()} was not generated from the episode's "
+                             "token stream: play it with run_episode(..., stream=True)")
         ranges.append((len(tokens), len(tokens) + len(turn.response_ids)))
-        tokens += turn.response_ids + feedback
+        tokens += turn.response_ids + turn.feedback_ids
         if with_logprobs:
-            log_probs += turn.logprobs + [0.0] * len(feedback)
+            log_probs += turn.logprobs + [0.0] * len(turn.feedback_ids)
     sample = _common(episode, prompt, label, traj_id, group_id)
     sample.update(
         reward=episode_return(episode),
         observation_tokens=tokens,
         action_ranges=ranges,
         rollout_log_probs=log_probs if with_logprobs else None,
-        truncated=episode.turns[-1].finish_reason == "length",
+        truncated=episode.turns[-1].finish_reason == "length" or episode.context_full,
     )
     sample["extra_logs"].update({"invalid": episode.invalid_count / len(episode.turns)})
     return sample

@@ -67,13 +67,12 @@ class EPOAgentExecutor(AgentExecutorBase):
     async def execute(self, prompt, label, sampling_params, max_length: int, hf_tokenizer, llm_engine, images=None):
         spec = TaskSpec.from_json(label)
         async with self.pool.lease(spec.env) as env:
-            episode = await run_episode(env, spec, llm_engine, hf_tokenizer, sampling_params, self.config.episode)
+            episode = await run_episode(env, spec, llm_engine, hf_tokenizer, sampling_params, self.config.episode,
+                                        stream=self.config.mode == "concat")
         if self.config.mode == "per_turn":
             samples = per_turn_samples(episode, prompt, label, traj_id=-1, group_id=-1)  # ids: set on the driver
         else:
-            feedback = [hf_tokenizer(f"\n{t.observation}\n", add_special_tokens=False)["input_ids"]
-                        for t in episode.turns]
-            samples = [concatenated_sample(episode, prompt, label, -1, -1, feedback)]
+            samples = [concatenated_sample(episode, prompt, label, -1, -1)]
         return {AGENT_SAMPLES: samples, "error": episode.error}
 
     def close(self) -> None:

@@ -42,7 +42,8 @@ def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         f"--{PREFIX}.mode", choices=MODES, default="off",
         help="per_turn: one training sample per turn, its history-window prompt + response (the paper's setting); "
-             "concat: one sample per episode (upstream's multi-turn form); off: no agent loop (default: off)",
+             "concat: one sample per episode, the token stream every turn was generated from (upstream's multi-turn "
+             "form; the context stays within --agent.max_prompt_tokens); off: no agent loop (default: off)",
     )
     group.add_argument(f"--{PREFIX}.pool_size", type=int, default=8,
                        help="environment instances per rollout engine, reused across episodes (default: 8)")
@@ -100,10 +101,10 @@ def check_agent_args(args) -> None:
                              "across ranks in whole optimizer windows (integration/rank_balance.py), which dynamic "
                              "batching re-cuts; drop --train.dynamic_batch_enable")
         need = section.max_prompt_tokens + section.max_response_tokens
-        if section.mode == "per_turn" and args.data.max_len < need:
+        if section.mode != "off" and args.data.max_len < need:
             raise ValueError(
                 f"--data.max_len {args.data.max_len} < --agent.max_prompt_tokens + --agent.max_response_tokens "
-                f"= {need}: every turn sample would be cut; raise --data.max_len to {need}"
+                f"= {need}: samples would be cut; raise --data.max_len to {need}"
             )
         config = agent_config_json(args)
     except ValueError as exc:

@@ -96,3 +96,51 @@ def test_invalid_outputs_end_in_a_finished_episode_with_penalties(tokenizer, gam
     samples = per_turn_samples(episode, "p", spec.to_json(), traj_id=0, group_id=0)
     assert [s["reward"] for s in samples] == pytest.approx([-0.1] * 5)
     assert all(s["extra_logs"]["invalid"] == 1.0 for s in samples) and samples[4]["truncated"]
+
+
+def test_a_token_stream_episode_generates_each_turn_from_the_whole_stream(tokenizer, game):
+    from openrlhf_epo.agent.samples import concatenated_sample
+
+    spec, plan, cache = game
+    engine = ScriptedEngine(tokenizer, lambda t, _: f"<think>t{t}</think><action>{plan[t]}</action>")
+    params = NS(max_tokens=None, stop=None, temperature=1.0)
+    config = EpisodeConfig(max_turns=3, max_prompt_tokens=4096)
+    with AlfWorldEnv(cache_dir=cache) as env:
+        episode = asyncio.run(run_episode(env, spec, engine, tokenizer, params, config, stream=True))
+    turns = episode.turns
+    assert len(turns) == 3 and not episode.context_full
+    for before, after in zip(turns, turns[1:]):  # the next context: everything so far, then the answer
+        assert after.prompt_ids == before.prompt_ids + before.response_ids + before.feedback_ids
+        answer = tokenizer.decode(before.feedback_ids)
+        # Qwen's template: close the reply, the observation as the next user message (listing 1), open a reply
+        assert answer.startswith("<|im_end|>\n<|im_start|>user\nYou are an expert agent operating in the ALFRED")
+        assert f"Your current observation is: {before.observation}\n" in answer
+        assert answer.endswith("<|im_end|>\n<|im_start|>assistant\n")
+    assert turns[-1].feedback_ids == []  # nothing is generated after the last turn
+    sample = concatenated_sample(episode, "p", spec.to_json(), 0, 0)
+    assert sample["observation_tokens"] == turns[-1].prompt_ids + turns[-1].response_ids
+    assert [sample["observation_tokens"][a:b] for a, b in sample["action_ranges"]] == [t.response_ids for t in turns]
+
+
+def test_a_token_stream_stops_when_the_next_context_would_not_fit(tokenizer, game):
+    spec, plan, cache = game
+    engine = ScriptedEngine(tokenizer, lambda t, _: f"<think>t{t}</think><action>{plan[t]}</action>")
+    params = NS(max_tokens=None, stop=None, temperature=1.0)
+    with AlfWorldEnv(cache_dir=cache) as env:
+        first = asyncio.run(run_episode(env, spec, engine, tokenizer, params, EpisodeConfig(max_turns=1), stream=True))
+        budget = len(first.turns[0].prompt_ids) + len(first.turns[0].response_ids) + 30  # no room for an answer
+        episode = asyncio.run(run_episode(env, spec, engine, tokenizer, params,
+                                          EpisodeConfig(max_turns=5, max_prompt_tokens=budget), stream=True))
+    assert len(episode.turns) == 1 and episode.context_full and not episode.done
+
+
+def test_a_sample_refuses_turns_not_generated_from_the_stream(tokenizer, game):
+    from openrlhf_epo.agent.samples import concatenated_sample
+
+    spec, plan, cache = game
+    engine = ScriptedEngine(tokenizer, lambda t, _: f"<think>t{t}</think><action>{plan[t]}</action>")
+    params = NS(max_tokens=None, stop=None, temperature=1.0)
+    with AlfWorldEnv(cache_dir=cache) as env:  # history-window prompts: each turn's prompt is rebuilt
+        episode = asyncio.run(run_episode(env, spec, engine, tokenizer, params, EpisodeConfig(max_turns=2)))
+    with pytest.raises(ValueError, match="turn 1 of .* was not generated from the episode's token stream"):
+        concatenated_sample(episode, "p", spec.to_json(), 0, 0)

@@ -60,3 +60,11 @@ def test_long_action_lists_are_cut_to_fit_not_the_task_or_history():
     assert text.rstrip().endswith("<|im_start|>assistant")
     one_more = TurnContext(ctx.env, ctx.task, ctx.observation, ctx.history, actions[: shown + 1])
     assert len(fit_prompt(one_more, tokenizer, 10**6, 2)[0]) > 2048  # the largest prefix that fits
+
+
+def test_the_next_user_message_uses_the_templates_own_markup():
+    from openrlhf_epo.agent.prompts import render_continuation
+    from openrlhf_epo.runtime.offline_models import qwen_tokenizer
+
+    text = render_continuation(qwen_tokenizer(), "the room is dark")
+    assert text == "<|im_end|>\n<|im_start|>user\nthe room is dark<|im_end|>\n<|im_start|>assistant\n"
