@@ -10,7 +10,9 @@ from typing import Dict, Sequence
 
 import torch
 
-ESTIMATORS = ("group_norm", "rloo", "reinforce_baseline", "dr_grpo", "reinforce", "gae")
+# estimators whose baseline comes from other trajectories' returns (every turn gets its trajectory's shaped return)
+BASELINE_ESTIMATORS = ("group_norm", "rloo", "reinforce_baseline", "dr_grpo", "flash_reinforce")
+ESTIMATORS = BASELINE_ESTIMATORS + ("reinforce", "gae")
 
 
 def trajectory_group_baseline(returns: torch.Tensor, traj_ids: Sequence[int], group_ids: Sequence[int],
@@ -18,10 +20,14 @@ def trajectory_group_baseline(returns: torch.Tensor, traj_ids: Sequence[int], gr
     """Per sample: its trajectory's return after the group baseline of `estimator` (as upstream defines them).
 
     group_norm (GRPO): (R - mean) / (std + eps); rloo: R - mean of the other trajectories; reinforce_baseline and
-    dr_grpo: R - mean; reinforce and gae: R unchanged (no group baseline). std is the unbiased one, as upstream's.
+    dr_grpo: R - mean; flash_reinforce: R - the mean over every trajectory of the batch (upstream's FlashREINFORCE
+    baseline, which ignores groups); reinforce and gae: R unchanged (no group baseline). std is the unbiased one, as
+    upstream's.
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"advantage estimator {estimator!r} is not one of {', '.join(ESTIMATORS)}")
+    if estimator == "flash_reinforce":
+        group_ids = [0] * len(list(traj_ids))  # one batch-wide group
     per_traj: "OrderedDict[int, float]" = OrderedDict()
     traj_group: Dict[int, int] = {}
     for r, t, g in zip(returns.tolist(), list(traj_ids), list(group_ids)):
@@ -44,7 +50,7 @@ def trajectory_group_baseline(returns: torch.Tensor, traj_ids: Sequence[int], gr
             if n < 2:
                 raise ValueError(f"rloo needs at least 2 trajectories per group; group {g} has {n}")
             out = values - (values.sum() - values) / (n - 1)
-        elif estimator in ("reinforce_baseline", "dr_grpo"):
+        elif estimator in ("reinforce_baseline", "dr_grpo", "flash_reinforce"):
             out = values - mean
         else:
             out = values

@@ -79,6 +79,19 @@ def agent_config_json(args) -> str:
                        episode=episode).to_json()
 
 
+def _per_response_settings(args):
+    """(flag, value, what to use instead) of upstream's settings that act on a single-turn response and would be
+    silently wrong on an agent's turns."""
+    cut = ("a turn cut at --agent.max_response_tokens has no closed <action> and is an invalid turn: penalise it with "
+           "--agent.invalid_penalty")
+    return [
+        ("--rollout.max_new_tokens", getattr(args.rollout, "max_new_tokens", None),
+         "each turn's response is capped by --agent.max_response_tokens; set that instead"),
+        ("--reward.overlong_buffer_len", getattr(args.reward, "overlong_buffer_len", None), cut),
+        ("--reward.stop_properly_penalty_coef", getattr(args.reward, "stop_properly_penalty_coef", None), cut),
+    ]
+
+
 def check_agent_args(args) -> None:
     """Validate the agent flags; with a mode set, select openrlhf-epo's executor. Exits like argparse on bad input."""
     section = getattr(args, PREFIX, None)
@@ -96,6 +109,9 @@ def check_agent_args(args) -> None:
         for name in ("history_length", "max_prompt_tokens", "max_response_tokens", "max_action_chars"):
             if getattr(section, name) < (0 if name == "history_length" else 1):
                 raise ValueError(f"--agent.{name} {getattr(section, name)} is out of range")
+        for flag, value, instead in _per_response_settings(args):
+            if value is not None:
+                raise ValueError(f"--agent.mode {section.mode} with {flag} {value}: {instead}")
         if section.mode == "per_turn" and getattr(args.train, "dynamic_batch_enable", False):
             raise ValueError("--agent.mode per_turn with --train.dynamic_batch_enable: per-turn samples are balanced "
                              "across ranks in whole optimizer windows (integration/rank_balance.py), which dynamic "

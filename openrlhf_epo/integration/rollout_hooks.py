@@ -7,17 +7,22 @@
   `buffer_short` says when its buffer holds fewer groups than a chunk takes, so that it generates more first.
 - `grouped_rewards`: the group baseline over one return per trajectory, by explicit ids (agent/grouping.py),
   instead of upstream's consecutive blocks of n samples.
+- `agent_group_kept` / `dynamic_filtering_pass_rate`: dynamic filtering over one return per trajectory;
+  `whitening_weights`: the batch whitening of advantages, one weight per trajectory (eq. 3's), not per token.
 """
 import itertools
 from typing import Dict, Iterable, List, Optional, Tuple
 
 import torch
+from openrlhf.utils.logging_utils import init_logger
 
-from openrlhf_epo.agent.grouping import trajectory_group_baseline
-from openrlhf_epo.agent.samples import GROUP_ID, TRAJ_ID
+from openrlhf_epo.agent.grouping import BASELINE_ESTIMATORS, trajectory_group_baseline
+from openrlhf_epo.agent.samples import GROUP_ID, NUM_TURNS, TRAJ_ID
+from openrlhf_epo.epo.aggregation import trajectory_token_weights
+
+logger = init_logger(__name__)  # upstream's logger: its own "Filtered out" lines go there too
 
 AGENT_SAMPLES = "openrlhf_epo_samples"
-GROUP_ESTIMATORS = ("group_norm", "rloo", "reinforce_baseline", "dr_grpo")
 
 
 class IdSource:
@@ -88,10 +93,59 @@ def grouped_rewards(experiences: List, estimator: str) -> Optional[List[torch.Te
     reinforce) keep each turn's own reward (the outcome reward minus that turn's penalty)."""
     if not experiences or _group_of(experiences[0]) is None:
         return None
-    if estimator not in GROUP_ESTIMATORS:
+    if estimator not in BASELINE_ESTIMATORS:
         return [e.rewards for e in experiences]
     returns = torch.cat([torch.as_tensor(e.info["episode_return"]).flatten().float() for e in experiences])
     trajectories = torch.cat([torch.as_tensor(e.info[TRAJ_ID]).flatten() for e in experiences]).tolist()
     groups = torch.cat([torch.as_tensor(e.info[GROUP_ID]).flatten() for e in experiences]).tolist()
     shaped = trajectory_group_baseline(returns, trajectories, groups, estimator)
     return list(shaped.split([len(e.info[TRAJ_ID]) for e in experiences]))
+
+
+def _per_trajectory(experiences: List, key: str) -> Dict[int, float]:
+    """{trajectory id: the value of info[key] its samples share}, over every row of the experiences."""
+    values = {}
+    for e in experiences:
+        for t, v in zip(torch.as_tensor(e.info[TRAJ_ID]).flatten().tolist(),
+                        torch.as_tensor(e.info[key]).flatten().tolist()):
+            values[int(t)] = float(v)
+    return values
+
+
+def agent_group_kept(experiences: List, score_range: Tuple[float, float]) -> Optional[bool]:
+    """Dynamic filtering of one request's samples, its group; None for samples without group ids (upstream's rule).
+
+    One return per trajectory, whatever its number of turns: the group is kept when its returns differ (equal returns
+    give every turn a zero advantage under any group baseline, whatever their values: non-binary rewards, penalties)
+    and the mean of its trajectories' outcome scores (won: 1 / 0) lies inside score_range, bounds included (upstream's
+    open interval only stands in for "the scores differ" with binary scores)."""
+    if not experiences or _group_of(experiences[0]) is None:
+        return None
+    returns = _per_trajectory(experiences, "episode_return")
+    scores = _per_trajectory(experiences, "won")
+    mean_score = sum(scores.values()) / len(scores)
+    kept = len(set(returns.values())) > 1 and score_range[0] <= mean_score <= score_range[1]
+    if not kept:
+        logger.info(f"openrlhf-epo dynamic filtering: group {_group_of(experiences[0])} dropped, trajectory returns "
+                    f"{sorted(returns.values())}, mean score {mean_score:.2f}, range {tuple(score_range)}")
+    return kept
+
+
+def dynamic_filtering_pass_rate(experiences: List, prompts_consumed: int) -> float:
+    """Dynamic filtering's pass rate in percent: groups kept per prompt for per-turn samples (upstream counts
+    samples, n per prompt, and a group brings one per turn of each episode)."""
+    if experiences and _group_of(experiences[0]) is not None:
+        return len({_group_of(e) for e in experiences}) / prompts_consumed * 100
+    return len(experiences) / prompts_consumed * 100
+
+
+def whitening_weights(experiences: List, action_masks: torch.Tensor) -> torch.Tensor:
+    """Per token (flattened as upstream flattens them), its weight in the batch whitening of advantages (gae,
+    reinforce, reinforce_baseline): upstream's action mask, each token once; for agent samples eq. 3's weights, each
+    trajectory once, each of its turns equally, each token of a turn equally (a 30-turn trajectory and its long
+    responses weigh no more than a 5-turn one)."""
+    if not experiences or _group_of(experiences[0]) is None:
+        return action_masks
+    weights = [trajectory_token_weights(e.action_mask, e.info.get(NUM_TURNS), torch.tensor(1.0)).flatten()
+               for e in experiences]
+    return torch.cat(weights).to(action_masks.device)

@@ -70,6 +70,14 @@ def test_agent_mode_off_leaves_upstream_alone():
     (["--agent.mode", "per_turn", "--data.max_len", "4096", "--agent.scheduler_turns", "-2"],
      "--agent.scheduler_turns -2 must be >= 1"),
     (["--agent.mode", "everything"], "invalid choice: 'everything' (choose from 'off', 'per_turn', 'concat')"),
+    (["--agent.mode", "per_turn", "--data.max_len", "4096", "--rollout.max_new_tokens", "300"],
+     "--agent.mode per_turn with --rollout.max_new_tokens 300: each turn's response is capped by "
+     "--agent.max_response_tokens"),
+    (["--agent.mode", "concat", "--data.max_len", "4096", "--reward.overlong_buffer_len", "64"],
+     "--agent.mode concat with --reward.overlong_buffer_len 64.0: a turn cut at --agent.max_response_tokens has no "
+     "closed <action> and is an invalid turn: penalise it with --agent.invalid_penalty"),
+    (["--agent.mode", "per_turn", "--data.max_len", "4096", "--reward.stop_properly_penalty_coef", "0.5"],
+     "--agent.mode per_turn with --reward.stop_properly_penalty_coef 0.5: a turn cut"),
     (["--agent.mode", "per_turn", "--data.max_len", "4096", "--train.dynamic_batch_enable"],
      "--agent.mode per_turn with --train.dynamic_batch_enable: per-turn samples are balanced across ranks"),
 ])

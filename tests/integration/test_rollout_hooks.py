@@ -1,6 +1,7 @@
 """Per-turn samples on the driver: ids, whole-group chunks, group baselines (upstream's real Experience and its real
 samples-generator conversion, `SamplesGenerator._process_response_into_experience`)."""
 import statistics
+import sys
 from types import SimpleNamespace as NS
 
 import pytest
@@ -9,7 +10,9 @@ import torch
 from openrlhf_epo.integration.rollout_hooks import (
     AGENT_SAMPLES,
     IdSource,
+    agent_group_kept,
     buffer_short,
+    dynamic_filtering_pass_rate,
     expand_agent_responses,
     grouped_rewards,
     take_rollout_chunk,
@@ -17,7 +20,7 @@ from openrlhf_epo.integration.rollout_hooks import (
 
 
 def _turn_sample(won, turn, turns, penalty=0.0):
-    ret = (1.0 if won else 0.0) - penalty * turns
+    ret = (1.0 if won else 0.0) - penalty * turns  # every turn of the trajectory took the penalty
     return {
         "prompt": "p", "label": "{}", "images": None, "mm_train_inputs": None, "scores": float(won),
         "reward": (1.0 if won else 0.0) - penalty, "observation_tokens": [1, 2, 3, 4, 5], "action_ranges": [(3, 5)],
@@ -26,9 +29,9 @@ def _turn_sample(won, turn, turns, penalty=0.0):
     }
 
 
-def _request(outcomes):
+def _request(outcomes, penalty=0.0):
     """One request: n trajectories (won, turns)."""
-    return [{AGENT_SAMPLES: [_turn_sample(won, t, turns) for t in range(turns)]} for won, turns in outcomes]
+    return [{AGENT_SAMPLES: [_turn_sample(won, t, turns, penalty) for t in range(turns)]} for won, turns in outcomes]
 
 
 @pytest.fixture(scope="module")
@@ -144,3 +147,76 @@ def test_patched_experience_maker_computes_grpo_advantages_per_trajectory(to_exp
     for e, want in zip(out, expected):
         adv = e.advantages[e.action_mask.bool()]
         assert adv.tolist() == pytest.approx([want] * len(adv), rel=1e-5)
+
+
+@pytest.mark.parametrize("outcomes, penalty, score_range, kept", [
+    ([(False, 3), (False, 5)], 0.0, (0, 1), False),  # all lost: returns 0, 0
+    ([(True, 3), (True, 7)], 0.0, (0, 1), False),  # all won: returns 1, 1 (upstream drops it too)
+    ([(False, 2), (False, 2)], 0.1, (0, 1), False),  # equal non-zero returns (-0.2, -0.2): zero advantage
+    ([(True, 2), (True, 4)], 0.1, (0, 1), True),  # all won, penalties differ (0.8, 0.6): upstream would drop it
+    ([(True, 1), (False, 9), (False, 1)], 0.0, (0, 1), True),  # mean score 1/3 (per trajectory, not per turn)
+    ([(True, 1), (False, 9), (False, 1)], 0.0, (0.5, 1), False),  # the user's range, on the trajectories' scores
+    ([(True, 9), (False, 1), (False, 1)], 0.0, (0.5, 1), False),  # per turn, 9 of 11 samples won: still 1/3
+])
+def test_dynamic_filtering_counts_one_return_per_trajectory(to_experience, outcomes, penalty, score_range, kept):
+    group = [to_experience(s) for s in expand_agent_responses(_request(outcomes, penalty), IdSource())]
+    assert agent_group_kept(group, score_range) is kept
+    assert agent_group_kept([to_experience(dict(_turn_sample(True, 0, 1), extra_logs={}))], (0, 1)) is None
+
+
+def test_dynamic_filtering_pass_rate_counts_groups(to_experience):
+    ids = IdSource()
+    two_groups = [to_experience(s) for req in ([(True, 3), (False, 2)], [(True, 1), (False, 4)])
+                  for s in expand_agent_responses(_request(req), ids)]
+    assert len(two_groups) == 10 and dynamic_filtering_pass_rate(two_groups, prompts_consumed=4) == 50.0
+
+
+@pytest.mark.slow  # Ray
+def test_the_samples_generator_filters_groups_by_trajectory_returns(to_experience):
+    """Upstream's real `SamplesGenerator._generate_vllm` with --algo.dynamic_filtering_enable: its dispatch to Ray,
+    its wait loop, the replacement of a filtered prompt by the next one. Stub at the engine boundary: a Ray actor
+    that answers each prompt with canned episodes (prompt "p<i>" -> the outcomes of REQUESTS[i])."""
+    import ray
+    from openrlhf.trainer.ppo_utils.samples_generator import SamplesGenerator
+
+    requests = [
+        [(False, 3), (False, 3)],  # p0: returns -0.3, -0.3 -> dropped
+        [(True, 2), (True, 4)],  # p1: all won, returns 0.8, 0.6 -> kept
+        [(True, 2), (True, 2)],  # p2: returns 0.8, 0.8 -> dropped
+        [(True, 1), (False, 5)],  # p3: kept
+    ]  # every turn of every trajectory invalid, penalty 0.1
+
+    canned = {f"p{i}": _request(outcomes, penalty=0.1) for i, outcomes in enumerate(requests)}
+
+    @ray.remote(num_cpus=0)
+    class CannedEngine:
+        def __init__(self, answers):
+            self.answers = answers
+
+        def get_num_unfinished_requests(self):
+            return 0
+
+        def generate_responses(self, prompt, label, num_samples, **kwargs):
+            assert num_samples == len(self.answers[prompt])
+            return self.answers[prompt]
+
+    ray.init(num_cpus=1, num_gpus=0, include_dashboard=False, object_store_memory=100 * 2**20)
+    try:
+        generator = SamplesGenerator.__new__(SamplesGenerator)
+        generator.args = NS(algo=NS(dynamic_filtering_range=(0.0, 1.0), advantage=NS(is_correction_level="off")),
+                            rollout=NS(n_samples_per_prompt=2))
+        ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import tests/
+        generator.vllm_engines = [CannedEngine.remote(canned)]
+        generator.tokenizer = None
+        loader = iter([(None, [f"p{i}"], ["{}"], [None]) for i in range(len(requests))])
+        experiences, consumed, exhausted = generator._generate_vllm(loader, num_prompts=2, dynamic_filtering=True,
+                                                                      max_len=64)
+    finally:
+        ray.shutdown()
+    groups = {int(e.info["group_id"]) for e in experiences}
+    # p0 and p1 go out; p0 is dropped and replaced by p2, dropped too and replaced by p3: p1 and p3 are kept
+    assert consumed == 4
+    assert len(groups) == 2 and len(experiences) == (2 + 4) + (1 + 5)  # p1's and p3's turns
+    returns = sorted({(int(e.info["traj_id"]), round(float(e.info["episode_return"]), 6)) for e in experiences})
+    assert sorted(r for _, r in returns) == [-0.5, 0.6, 0.8, 0.9]  # p1's and p3's trajectories
+    assert dynamic_filtering_pass_rate(experiences, consumed) == 50.0

@@ -249,13 +249,29 @@ def test_ppo_gae_runs_per_turn_sample_with_the_outcome_reward(rollout, world):
             running = rewards[j] + gamma * next_value - values[j] + gamma * lambd * running
             adv[j] = running
         raw.append((adv, mask))
-    actions = [a for adv, mask in raw for a, m in zip(adv, mask) if m]
-    mean = sum(actions) / len(actions)
-    std = (sum((a - mean) ** 2 for a in actions) / len(actions)) ** 0.5
+    # batch whitening with eq. 3's weights: each trajectory once, each of its turns equally, each turn's tokens equally
+    weighted = []
+    for e, (adv, mask) in zip(experiences, raw):
+        tokens = [a for a, m in zip(adv, mask) if m]
+        turns, trajectories = int(e.info["num_turns"]), len({int(x.info["traj_id"]) for x in experiences})
+        weighted += [(a, 1.0 / (trajectories * turns * len(tokens))) for a in tokens]
+    mean = sum(a * w for a, w in weighted) / sum(w for _, w in weighted)
+    std = (sum(w * (a - mean) ** 2 for a, w in weighted) / sum(w for _, w in weighted)) ** 0.5
     out = _maker(rollout.args, "gae").compute_advantages_and_returns(experiences)
     for e, (adv, mask) in zip(out, raw):
         got = e.advantages[0][e.action_mask[0].bool()].tolist()
         assert got == pytest.approx([(a - mean) / std for a, m in zip(adv, mask) if m], rel=1e-4, abs=1e-5)
+
+
+def test_flash_reinforce_subtracts_the_batch_mean_of_trajectory_returns(rollout, world):
+    out = _maker(rollout.args, "flash_reinforce").compute_advantages_and_returns(_fresh(rollout.samples))
+    returns = {int(e.info["traj_id"]): float(e.info["episode_return"]) for e in out}
+    assert len(returns) == 6  # 2 groups x 3 trajectories, counted once each whatever their turns
+    baseline = statistics.mean(returns.values())
+    for e in out:  # no whitening after it, as upstream's FlashREINFORCE
+        adv = e.advantages[e.action_mask.bool()]
+        assert adv.tolist() == pytest.approx([returns[int(e.info["traj_id"])] - baseline] * len(adv), rel=1e-5,
+                                             abs=1e-6)
 
 
 def test_rollout_metrics_count_episodes_not_turns(rollout, world):
