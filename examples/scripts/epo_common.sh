@@ -22,6 +22,9 @@
 #   EPO_CLI     the openrlhf-epo command (default: openrlhf-epo)
 #   N_GPUS (8), VLLM_TP (1), GPU_MEM (0.5), KL_COEF (0.01), DATA_SEED (0), EVAL_TASKS, SAVE_STEPS (25),
 #   CRITIC_MODEL (the actor's model), EXTRA_ARGS (appended last: overrides any flag, e.g. wandb)
+#   ALFWORLD_GAMES  official (default: ALFWorld's own games under $ALFWORLD_DATA, the ones table 1 reports on; the
+#               script refuses to start without them) | generated (offline games from the alfworld wheel: a run that
+#               is not comparable with table 1)
 
 case "${ENV_NAME:?set ENV_NAME before sourcing epo_common.sh}" in
   scienceworld | alfworld) ;;
@@ -82,10 +85,30 @@ esac
 POOL_SIZE=$((ROLLOUT_BATCH * N_SAMPLES * VLLM_TP / N_GPUS))  # environments per engine: a step's episodes all at once
 
 # ---- datasets: `openrlhf-epo data`, skipped when the file exists -------------------------------------------------
-TRAIN_DATA=${DATA_DIR}/${ENV_NAME}_train_n${TRAIN_TASKS}_seed${DATA_SEED}.jsonl
+SOURCE_ARGS=()  # ALFWorld: which games (openrlhf-epo data --source), also part of the dataset file names
+SOURCE_TAG=
+if [[ ${ENV_NAME} == alfworld ]]; then
+  ALFWORLD_GAMES=${ALFWORLD_GAMES:-official}
+  case ${ALFWORLD_GAMES} in
+    official)
+      OFFICIAL=${ALFWORLD_DATA:-$HOME/.cache/alfworld}/json_2.1.1
+      if [[ ! -d ${OFFICIAL}/train || ! -d ${OFFICIAL}/valid_seen || ! -d ${OFFICIAL}/valid_unseen ]]; then
+        echo "epo_common.sh: table 1's ALFWorld numbers are on ALFWorld's own games, and ${OFFICIAL} does not hold" \
+             "them (train, valid_seen, valid_unseen). Get them with \`alfworld-download\` (into ~/.cache/alfworld;" \
+             "or set ALFWORLD_DATA to the folder that holds json_2.1.1), or set ALFWORLD_GAMES=generated to train" \
+             "on offline-generated games (not comparable with table 1)." >&2
+        exit 2
+      fi ;;
+    generated) echo "[epo] ALFWORLD_GAMES=generated: offline-generated games, not comparable with table 1" >&2 ;;
+    *) echo "epo_common.sh: ALFWORLD_GAMES=${ALFWORLD_GAMES} is not one of official, generated" >&2; exit 2 ;;
+  esac
+  SOURCE_ARGS=(--source "${ALFWORLD_GAMES}")
+  SOURCE_TAG=_${ALFWORLD_GAMES}
+fi
+TRAIN_DATA=${DATA_DIR}/${ENV_NAME}_train_n${TRAIN_TASKS}_seed${DATA_SEED}${SOURCE_TAG}.jsonl
 if [[ ${EVAL_TASKS} == all ]]; then EVAL_TAG=all; else EVAL_TAG=n${EVAL_TASKS}; fi
-IID_DATA=${DATA_DIR}/${ENV_NAME}_iid_${EVAL_TAG}_seed${DATA_SEED}.jsonl
-OOD_DATA=${DATA_DIR}/${ENV_NAME}_ood_${EVAL_TAG}_seed${DATA_SEED}.jsonl
+IID_DATA=${DATA_DIR}/${ENV_NAME}_iid_${EVAL_TAG}_seed${DATA_SEED}${SOURCE_TAG}.jsonl
+OOD_DATA=${DATA_DIR}/${ENV_NAME}_ood_${EVAL_TAG}_seed${DATA_SEED}${SOURCE_TAG}.jsonl
 
 epo_dataset() {  # epo_dataset SPLIT N|all FILE
   local split=$1 n=$2 out=$3
@@ -96,12 +119,13 @@ epo_dataset() {  # epo_dataset SPLIT N|all FILE
   local count=()
   if [[ ${n} != all ]]; then count=(--n "${n}"); fi
   # shellcheck disable=SC2086  # EPO_CLI may be a command with arguments
-  ${EPO_CLI} data "${ENV_NAME}" --split "${split}" "${count[@]}" --seed "${DATA_SEED}" --out "${out}"
+  ${EPO_CLI} data "${ENV_NAME}" --split "${split}" "${count[@]}" --seed "${DATA_SEED}" "${SOURCE_ARGS[@]}" \
+    --out "${out}"
 }
 
 epo_build_datasets() {
   mkdir -p "${DATA_DIR}"
-  epo_dataset train "${TRAIN_TASKS}" "${TRAIN_DATA}"  # ALFWorld without $ALFWORLD_DATA: generated once, then cached
+  epo_dataset train "${TRAIN_TASKS}" "${TRAIN_DATA}"  # ALFWORLD_GAMES=generated: generated once, then cached
   epo_dataset iid "${EVAL_TASKS}" "${IID_DATA}"
   epo_dataset ood "${EVAL_TASKS}" "${OOD_DATA}"
 }

@@ -153,7 +153,9 @@ def alfworld_task_specs(split: str, n: Optional[int] = None, seed: int = 0, task
         raise ValueError(f"source={source!r} is not one of None, 'official', 'generated'")
     data = official_data_root() if source in (None, "official") else None
     if source == "official" and data is None:
-        raise FileNotFoundError("source='official' but ALFWORLD_DATA does not point at ALFWorld's json_2.1.1 data")
+        raise FileNotFoundError("ALFWorld's official games were asked for, but ALFWORLD_DATA does not point at its "
+                                "json_2.1.1 data: run `alfworld-download` (it fetches them into ~/.cache/alfworld) or "
+                                "set ALFWORLD_DATA to the folder that holds json_2.1.1")
 
     if data is not None:
         found = _official_games(data, split, task_types)

@@ -109,7 +109,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ps.PatchError, ValueError) as exc:
+    except (ps.PatchError, ValueError, FileNotFoundError) as exc:  # bad input, named; nothing else is hidden
         print(f"openrlhf-epo: error: {exc}", file=sys.stderr)
         return 1
 

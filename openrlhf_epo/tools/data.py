@@ -14,15 +14,25 @@ from typing import List, Optional
 from openrlhf_epo.envs.base import SPLITS, TaskSpec
 
 
-def task_specs(env: str, split: str, n: Optional[int], seed: int, tasks: Optional[List[str]]) -> List[TaskSpec]:
+# ALFWorld's games: "official" (ALFWorld's data under $ALFWORLD_DATA, what table 1 reports on), "generated" (built
+# offline from the alfworld wheel, envs/alfworld_games.py), "auto" (official when present, else generated)
+SOURCES = ("auto", "official", "generated")
+
+
+def task_specs(env: str, split: str, n: Optional[int], seed: int, tasks: Optional[List[str]],
+               source: str = "auto") -> List[TaskSpec]:
+    if source not in SOURCES:
+        raise ValueError(f"--source {source!r} is not one of {', '.join(SOURCES)}")
     if env == "scienceworld":
+        if source != "auto":
+            raise ValueError(f"--source {source} is for ALFWorld's games; ScienceWorld's tasks ship with its jar")
         from openrlhf_epo.envs.scienceworld_splits import scienceworld_task_specs
 
         return scienceworld_task_specs(split, n, seed, tasks)
     if env == "alfworld":
         from openrlhf_epo.envs.alfworld_env import alfworld_task_specs
 
-        return alfworld_task_specs(split, n, seed, tasks)
+        return alfworld_task_specs(split, n, seed, tasks, source=None if source == "auto" else source)
     raise ValueError(f"environment {env!r} is not one of scienceworld, alfworld")
 
 
@@ -32,12 +42,12 @@ def record(spec: TaskSpec) -> dict:
 
 
 def write_dataset(env: str, split: str, out: Path, n: Optional[int] = None, seed: int = 0,
-                  tasks: Optional[List[str]] = None) -> int:
+                  tasks: Optional[List[str]] = None, source: str = "auto") -> int:
     if split not in SPLITS:
         raise ValueError(f"--split {split!r} is not one of {', '.join(SPLITS)}")
     if n is not None and n < 1:
         raise ValueError(f"--n {n} must be >= 1 (or omitted for every instance of the split)")
-    specs = task_specs(env, split, n, seed, tasks)
+    specs = task_specs(env, split, n, seed, tasks, source)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
@@ -58,10 +68,13 @@ def add_parser(sub) -> None:
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (and ALFWorld game generation seed)")
     parser.add_argument("--tasks", nargs="+", default=None,
                         help="restrict to these ScienceWorld tasks / ALFWorld task types (default: all)")
+    parser.add_argument("--source", choices=SOURCES, default="auto",
+                        help="ALFWorld only: official (ALFWorld's data under $ALFWORLD_DATA, as table 1), generated "
+                             "(offline games from the alfworld wheel), auto: official when present (default: auto)")
     parser.set_defaults(func=cmd_data)
 
 
 def cmd_data(args) -> int:
-    count = write_dataset(args.env, args.split, Path(args.out), args.n, args.seed, args.tasks)
+    count = write_dataset(args.env, args.split, Path(args.out), args.n, args.seed, args.tasks, args.source)
     print(f"wrote {count} {args.env} {args.split} task instances to {args.out}")
     return 0

@@ -104,13 +104,26 @@ def make_stubs(folder: Path) -> Path:
     return folder
 
 
+def official_alfworld_data(home: Path) -> None:
+    """The folders of ALFWorld's own data where `alfworld-download` puts them (~/.cache/alfworld/json_2.1.1); the
+    dataset step is a stub, so empty split folders are all the scripts look at."""
+    for split in ("train", "valid_seen", "valid_unseen"):
+        (home / ".cache" / "alfworld" / "json_2.1.1" / split).mkdir(parents=True, exist_ok=True)
+
+
+def launch(script: Path, work: Path, stubs: Path, **env) -> subprocess.CompletedProcess:
+    """`bash script` in `work` with a clean environment (HOME = work) and the stubs first on PATH."""
+    environ = {"PATH": f"{stubs}:/usr/local/bin:/usr/bin:/bin", "HOME": str(work), "STUB_LOG": str(work / "calls.jsonl"),
+               "SEED": str(SEED), "SAVE_ROOT": str(work / "save"), **env}
+    return subprocess.run(["bash", str(script)], cwd=work, env=environ, capture_output=True, text=True, timeout=120)
+
+
 def run_script(script: Path, work: Path, stubs: Path, **env) -> list:
-    """Run `bash script` in `work` with a clean environment and the stubs first on PATH; the stubs' calls."""
+    """Run the script (ALFWorld's official data present); the stubs' calls."""
     log = work / "calls.jsonl"
     log.unlink(missing_ok=True)
-    environ = {"PATH": f"{stubs}:/usr/local/bin:/usr/bin:/bin", "HOME": str(work), "STUB_LOG": str(log),
-               "SEED": str(SEED), "SAVE_ROOT": str(work / "save"), **env}
-    done = subprocess.run(["bash", str(script)], cwd=work, env=environ, capture_output=True, text=True, timeout=120)
+    official_alfworld_data(work)
+    done = launch(script, work, stubs, **env)
     assert done.returncode == 0, f"{script.name} failed:\n{done.stderr[-3000:]}"
     return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
@@ -196,6 +209,8 @@ def test_script_builds_its_datasets_once_and_trains_and_evaluates_on_them(runs, 
     env_name, _, _ = EXPECTED[r.name]
     parsed = [epo_cli_parser().parse_args(argv) for argv in r.data_calls]  # the real `openrlhf-epo` parser
     assert [(p.command, p.env, p.split) for p in parsed] == [("data", env_name, s) for s in ("train", "iid", "ood")]
+    # table 1's ALFWorld numbers are on ALFWorld's own games: asked for explicitly
+    assert {p.source for p in parsed} == {"official" if env_name == "alfworld" else "auto"}
     out = {p.split: p.out for p in parsed}
     assert all(Path(path).is_absolute() and Path(path).stat().st_size > 0 for path in out.values())
     assert r.args.data.prompt_dataset == out["train"]
@@ -306,3 +321,32 @@ def test_a_misspelled_flag_is_refused_by_the_parser(tmp_path, stubs, script, fil
     with pytest.raises(SystemExit) as refused:
         parse(flags)
     assert refused.value.code == 2  # argparse: unrecognized arguments
+
+
+ALFWORLD_SCRIPTS = [name for name in LAUNCH_SCRIPTS if EXPECTED[name][0] == "alfworld"]
+
+
+@pytest.mark.parametrize("name", ALFWORLD_SCRIPTS)
+def test_alfworld_scripts_refuse_to_start_without_the_official_games(name, tmp_path, stubs):
+    done = launch(SCRIPTS / name, tmp_path, stubs)  # no ~/.cache/alfworld, no ALFWORLD_DATA
+    assert done.returncode == 2
+    assert "table 1's ALFWorld numbers are on ALFWorld's own games" in done.stderr
+    assert "alfworld-download" in done.stderr and "ALFWORLD_GAMES=generated" in done.stderr
+    assert not (tmp_path / "calls.jsonl").exists()  # refused before any dataset is built or job submitted
+
+
+def test_generated_alfworld_games_are_asked_for_by_name(tmp_path, stubs):
+    name = ALFWORLD_SCRIPTS[0]
+    done = launch(SCRIPTS / name, tmp_path, stubs, ALFWORLD_GAMES="generated")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "not comparable with table 1" in done.stderr
+    calls = [json.loads(line) for line in (tmp_path / "calls.jsonl").read_text().splitlines()]
+    parsed = [epo_cli_parser().parse_args(c["argv"]) for c in calls if c["cmd"] == "openrlhf-epo"]
+    assert [p.source for p in parsed] == ["generated"] * 3
+    assert all(p.out.endswith("_generated.jsonl") for p in parsed)  # never mixed up with official datasets
+    elsewhere = tmp_path / "elsewhere"
+    official_alfworld_data(elsewhere)  # ALFWORLD_DATA points at the data, wherever it is
+    done = launch(SCRIPTS / name, tmp_path, stubs, ALFWORLD_DATA=str(elsewhere / ".cache" / "alfworld"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    bogus = launch(SCRIPTS / name, tmp_path, stubs, ALFWORLD_GAMES="mine")
+    assert bogus.returncode == 2 and "ALFWORLD_GAMES=mine is not one of official, generated" in bogus.stderr

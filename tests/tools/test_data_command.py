@@ -35,10 +35,16 @@ def test_alfworld_dataset_lines_are_task_specs(tmp_path):
     [
         (["alfworld", "--split", "ood", "--n", "0", "--out", "x.jsonl"], "--n 0 must be >= 1"),
         (["alfworld", "--split", "ood", "--tasks", "juggle", "--out", "x.jsonl"], "juggle"),
+        (["alfworld", "--split", "ood", "--source", "official", "--out", "x.jsonl"],
+         "ALFWorld's official games were asked for, but ALFWORLD_DATA does not point at its json_2.1.1 data: run "
+         "`alfworld-download`"),
+        (["scienceworld", "--split", "ood", "--source", "generated", "--out", "x.jsonl"],
+         "--source generated is for ALFWorld's games"),
+        (["alfworld", "--split", "ood", "--source", "mine", "--out", "x.jsonl"], "invalid choice: 'mine'"),
     ],
 )
 def test_bad_arguments_are_named(tmp_path, args, message):
-    done = _run(*args)
+    done = _run(*args, env={"HOME": str(tmp_path), "ALFWORLD_DATA": ""})  # no official data anywhere
     assert done.returncode != 0 and message in done.stderr
 
 
