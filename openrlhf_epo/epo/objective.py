@@ -18,6 +18,7 @@ class EntropyTerm:
     entropy_loss: torch.Tensor  # L_H, eq. 4
     smooth_loss: torch.Tensor  # L_smooth, eq. 6 (0 while W_k is empty, or with smoothing off)
     out_of_band: Optional[torch.Tensor]  # bool per token, None when no band exists yet
+    penalty: Optional[torch.Tensor]  # eq. 5's penalty per token (what L_smooth aggregates), None without a band
 
 
 def epo_entropy_term(
@@ -34,7 +35,7 @@ def epo_entropy_term(
 ) -> EntropyTerm:
     """entropy, weights, action_mask: (B, A); hbar: None (k = 0), a float, or a tensor broadcastable to (B, A)."""
     entropy_loss = weighted_sum(entropy, weights)
-    band = None
+    band = penalty = None
     if hbar is None or smoothing == "off":
         smooth_loss = torch.zeros((), dtype=entropy.dtype, device=entropy.device)  # algorithm 1, line 13
     else:
@@ -42,4 +43,4 @@ def epo_entropy_term(
         smooth_loss = weighted_sum(penalty, weights)
         band = out_of_band(entropy.detach(), hbar, kappa_l, kappa_r) & action_mask.bool()
     delta = -coef * (entropy_loss - beta * smooth_loss)
-    return EntropyTerm(delta, entropy_loss, smooth_loss, band)
+    return EntropyTerm(delta, entropy_loss, smooth_loss, band, penalty)

@@ -180,7 +180,8 @@ def epo_end_step(trainer) -> Dict[str, float]:
     hbar_used, beta_used, coef_used = state.history.hbar(), state.beta(), state.coef()
     device = _device()
     n_turns = _all_reduce_max(0 if state.turn_sums is None else state.turn_sums.numel(), trainer.strategy)
-    keys = ("entropy", "tokens", "early", "early_n", "late", "late_n", "out_of_band", "band_tokens")
+    keys = ("entropy", "tokens", "early", "early_n", "late", "late_n", "out_of_band", "band_tokens", "unit_mass",
+            "h_weighted", "penalty_weighted")
     flat = torch.zeros(len(keys) + 2 * n_turns, dtype=torch.float64, device=device)
     for i, key in enumerate(keys):
         if key in state.sums:
@@ -206,6 +207,8 @@ def epo_end_step(trainer) -> Dict[str, float]:
     metrics["epo/entropy_early"] = ratio("early", "early_n")
     metrics["epo/entropy_late"] = ratio("late", "late_n")
     metrics["epo/out_of_band_share"] = ratio("out_of_band", "band_tokens")
+    metrics["epo/entropy_loss"] = ratio("h_weighted", "unit_mass")  # L_H of the step's batch (eq. 4)
+    metrics["epo/smooth_loss"] = ratio("penalty_weighted", "unit_mass")  # L_smooth (eq. 6): 0 without a band yet
     for t in range(n_turns):
         if turn_counts[t] > 0:
             metrics[f"epo/entropy_turn_{t}"] = turn_sums[t] / turn_counts[t]
@@ -285,10 +288,14 @@ def epo_actor_loss(trainer, experience, output, loss, loss_batch_info):
     )
     if state.collecting:
         _accumulate(state, entropy.detach(), mask, turn_of_token, turns_of_token, term.out_of_band)
-    # Local, self-normalised values for the logs (the loss itself uses the window's global normalisers).
-    local = weights.sum().clamp(min=1e-12)
-    experience.info["epo/entropy_loss"] = (term.entropy_loss / local).detach()
-    experience.info["epo/smooth_loss"] = (term.smooth_loss / local).detach()
+        # L_H and L_smooth of the whole batch, for the logs: sums with the weights of eq. 4 / 6 before their
+        # normaliser (B trajectories, or N tokens), divided once every micro-batch on every rank is in (epo_end_step)
+        unit = mask.float() if c.aggregation == "token_mean" else trajectory_token_weights(
+            mask, num_turns, torch.ones((), device=mask.device))
+        state.add("unit_mass", unit.sum())
+        state.add("h_weighted", (entropy.detach() * unit).sum())
+        if term.penalty is not None:
+            state.add("penalty_weighted", (term.penalty.detach() * unit).sum())
     return loss + term.delta
 
 

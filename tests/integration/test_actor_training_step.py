@@ -119,12 +119,11 @@ def test_epo_loss_is_vanilla_minus_lambda_times_entropy_term(trees, tmp_path, k)
     else:
         hbar, l_smooth = None, 0.0  # k = 0: empty window
     beta = _beta(k, 10)
-    metrics = epo["steps"][0]["metrics"][0]
-    assert metrics["epo/entropy_loss"] == pytest.approx(l_h, rel=1e-5)
-    assert metrics["epo/smooth_loss"] == pytest.approx(l_smooth, rel=1e-5, abs=1e-9)
+    end = epo["steps"][0]["end"]
+    assert end["epo/entropy_loss"] == pytest.approx(l_h, rel=1e-5)
+    assert end["epo/smooth_loss"] == pytest.approx(l_smooth, rel=1e-5, abs=1e-9)
     expected = vanilla["losses"][0] - EPO["coef"] * (l_h - beta * l_smooth)
     assert epo["losses"][0] == pytest.approx(expected, rel=1e-6, abs=1e-7)
-    end = epo["steps"][0]["end"]
     assert end["epo/beta"] == pytest.approx(beta)
     assert end["epo/k"] == k
     if hbar is not None:
@@ -133,8 +132,19 @@ def test_epo_loss_is_vanilla_minus_lambda_times_entropy_term(trees, tmp_path, k)
     assert end["epo/batch_entropy"] == pytest.approx(h[mask].mean().item(), rel=1e-5)
 
 
+def _logged_terms(result):
+    """L_H and L_smooth of the whole batch by hand (eq. 4 / 6), from the step's logits: what epo_end_step must log."""
+    mask, h = result["action_mask"], _entropies(result["logits"])
+    hbar = sum(r["mean"] for r in HISTORY) / len(HISTORY)
+    penalty = EPO["smooth_coef"] * (torch.relu(EPO["kappa_l"] * hbar - h) + torch.relu(h - EPO["kappa_r"] * hbar))
+    band = ((h < EPO["kappa_l"] * hbar) | (h > EPO["kappa_r"] * hbar)) & mask.bool()
+    return _eq4(h, mask), _eq4(penalty, mask), band.sum().item() / mask.sum().item()
+
+
 def test_micro_batches_and_two_ranks_give_the_full_batch_gradient(trees, tmp_path):
     full = run_step(trees["patched"], tmp_path, "full", epo=EPO, history=HISTORY, first_step=3)
+    l_h, l_smooth, out_share = _logged_terms(full)
+    assert l_smooth > 0 and out_share > 0
     splits = {
         "micro1": dict(micro_batch=1, gas=8),
         "micro2": dict(micro_batch=2, gas=4),
@@ -144,6 +154,10 @@ def test_micro_batches_and_two_ranks_give_the_full_batch_gradient(trees, tmp_pat
         part = run_step(trees["patched"], tmp_path, name, epo=EPO, history=HISTORY, first_step=3, **split)
         for key, grad in full["grads"].items():
             torch.testing.assert_close(part["grads"][key], grad, rtol=1e-5, atol=1e-7, msg=f"{name}: {key}")
+        end = part["steps"][0]["end"]  # the logged terms are the batch's, not an average of micro-batch values
+        assert end["epo/entropy_loss"] == pytest.approx(l_h, rel=1e-5), name
+        assert end["epo/smooth_loss"] == pytest.approx(l_smooth, rel=1e-5), name
+        assert end["epo/out_of_band_share"] == pytest.approx(out_share), name
     # two data-parallel ranks (gloo), two micro-batches of two samples each per rank, turns of one trajectory split
     # across ranks: the window's trajectory count is all-reduced
     dp = run_step(trees["patched"], tmp_path, "dp2", world=2, epo=EPO, history=HISTORY, first_step=3,
@@ -151,6 +165,10 @@ def test_micro_batches_and_two_ranks_give_the_full_batch_gradient(trees, tmp_pat
     for key, grad in full["grads"].items():
         torch.testing.assert_close(dp["grads"][key], grad, rtol=1e-5, atol=1e-7, msg=f"dp2: {key}")
     assert dp["steps"][0]["end"]["epo/batch_entropy"] == pytest.approx(full["steps"][0]["end"]["epo/batch_entropy"])
+    end = dp["steps"][0]["end"]  # two ranks, two micro-batches each: the same batch values
+    assert end["epo/entropy_loss"] == pytest.approx(l_h, rel=1e-5)
+    assert end["epo/smooth_loss"] == pytest.approx(l_smooth, rel=1e-5)
+    assert end["epo/out_of_band_share"] == pytest.approx(out_share)
 
 
 def test_resumed_run_continues_hbar_beta_and_loss(trees, tmp_path):
