@@ -11,7 +11,13 @@
 """
 
 from .advantage_shaping import entropy_shaped_advantages
-from .aggregation import token_mean_weights, trajectory_mass, trajectory_token_weights, turn_ids_from_action_mask
+from .aggregation import (
+    positions_in_turn,
+    token_mean_weights,
+    trajectory_mass,
+    trajectory_token_weights,
+    turn_ids_from_action_mask,
+)
 from .config import EPOConfig, EPOConfigError
 from .entropy import token_entropy
 from .history import EntropyHistory
@@ -29,6 +35,7 @@ __all__ = [
     "entropy_shaped_advantages",
     "epo_entropy_term",
     "out_of_band",
+    "positions_in_turn",
     "smoothing_penalty",
     "token_entropy",
     "token_mean_weights",

@@ -28,6 +28,24 @@ def turn_ids_from_action_mask(action_mask: torch.Tensor) -> torch.Tensor:
     return torch.where(mask, starts.long().cumsum(dim=1) - 1, torch.full_like(mask, -1, dtype=torch.long))
 
 
+def positions_in_turn(action_mask: torch.Tensor):
+    """(position, length) per token: its 0-based index inside its run of action tokens (its turn's response) and that
+    run's length; both 0 outside action tokens."""
+    mask = action_mask.bool()
+    counted = mask.long().cumsum(dim=1)  # action tokens so far in the row
+    previous = torch.zeros_like(mask)
+    previous[:, 1:] = mask[:, :-1]
+    starts = mask & ~previous
+    before_run = torch.where(starts, counted - 1, torch.zeros_like(counted)).cummax(dim=1).values
+    position = torch.where(mask, counted - 1 - before_run, torch.zeros_like(counted))
+    turn_ids = turn_ids_from_action_mask(action_mask)
+    slots = (turn_ids + 1).clamp(min=0)
+    lengths = torch.zeros(mask.shape[0], int(slots.max().item()) + 1 if slots.numel() else 1, dtype=torch.long,
+                          device=mask.device).scatter_add_(1, slots, mask.long())
+    length = torch.where(mask, lengths.gather(1, slots), torch.zeros_like(counted))
+    return position, length
+
+
 def trajectory_mass(action_mask: torch.Tensor, num_turns: Optional[torch.Tensor] = None) -> torch.Tensor:
     """This micro-batch's share of B: sum of 1 / T_j over per-turn samples, or the number of non-empty episodes."""
     nonempty = (action_mask.reshape(action_mask.shape[0], -1).sum(-1) > 0).float()

@@ -76,6 +76,10 @@ class EPOConfig:
         "0 = off. Use with --actor.epo.coef 0 for plain PPO+EA.",
     )
     ea_kappa: float = _opt(2.0, "EA clip: the entropy bonus never exceeds |A| / ea_kappa (Cheng et al.: 2).")
+    edge_tokens: int = _opt(
+        10, "Figure 7d's metrics epo/entropy_first_tokens / epo/entropy_last_tokens: the entropy of the first / last N "
+        "response tokens of every turn (paper: 10). Logging only."
+    )
 
     def validate(self) -> "EPOConfig":
         """Raise EPOConfigError naming the first bad value; return self so calls chain."""
@@ -99,6 +103,8 @@ class EPOConfig:
             raise EPOConfigError(f"--actor.epo.total_steps={self.total_steps} must be >= 1, or 0 to take it from the run")
         if self.entropy_chunk_size < 0:
             raise EPOConfigError(f"--actor.epo.entropy_chunk_size={self.entropy_chunk_size} must be >= 1, or 0 for auto")
+        if self.edge_tokens < 1:
+            raise EPOConfigError(f"--actor.epo.edge_tokens={self.edge_tokens} must be >= 1")
         if self.ea_kappa <= 0:
             raise EPOConfigError(f"--actor.epo.ea_kappa={self.ea_kappa} must be > 0")
         if self.coef_schedule == "decay" and not 0 < self.coef_end <= self.coef:

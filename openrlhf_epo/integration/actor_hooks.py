@@ -25,6 +25,7 @@ from openrlhf_epo.epo import (
     decayed_coef,
     entropy_shaped_advantages,
     epo_entropy_term,
+    positions_in_turn,
     token_entropy,
     token_mean_weights,
     trajectory_mass,
@@ -180,8 +181,8 @@ def epo_end_step(trainer) -> Dict[str, float]:
     hbar_used, beta_used, coef_used = state.history.hbar(), state.beta(), state.coef()
     device = _device()
     n_turns = _all_reduce_max(0 if state.turn_sums is None else state.turn_sums.numel(), trainer.strategy)
-    keys = ("entropy", "tokens", "early", "early_n", "late", "late_n", "out_of_band", "band_tokens", "unit_mass",
-            "h_weighted", "penalty_weighted")
+    keys = ("entropy", "tokens", "early", "early_n", "late", "late_n", "first", "first_n", "last", "last_n",
+            "out_of_band", "band_tokens", "unit_mass", "h_weighted", "penalty_weighted")
     flat = torch.zeros(len(keys) + 2 * n_turns, dtype=torch.float64, device=device)
     for i, key in enumerate(keys):
         if key in state.sums:
@@ -206,6 +207,8 @@ def epo_end_step(trainer) -> Dict[str, float]:
     ratio = lambda a, b: sums[a] / sums[b] if sums[b] > 0 else float("nan")  # noqa: E731
     metrics["epo/entropy_early"] = ratio("early", "early_n")
     metrics["epo/entropy_late"] = ratio("late", "late_n")
+    metrics["epo/entropy_first_tokens"] = ratio("first", "first_n")  # figure 7d
+    metrics["epo/entropy_last_tokens"] = ratio("last", "last_n")
     metrics["epo/out_of_band_share"] = ratio("out_of_band", "band_tokens")
     metrics["epo/entropy_loss"] = ratio("h_weighted", "unit_mass")  # L_H of the step's batch (eq. 4)
     metrics["epo/smooth_loss"] = ratio("penalty_weighted", "unit_mass")  # L_smooth (eq. 6): 0 without a band yet
@@ -287,7 +290,7 @@ def epo_actor_loss(trainer, experience, output, loss, loss_batch_info):
         entropy, weights, mask, state.coef(), state.beta(), hbar, c.smoothing, c.smooth_coef, c.kappa_l, c.kappa_r
     )
     if state.collecting:
-        _accumulate(state, entropy.detach(), mask, turn_of_token, turns_of_token, term.out_of_band)
+        _accumulate(state, entropy.detach(), mask, turn_of_token, turns_of_token, term.out_of_band, c.edge_tokens)
         # L_H and L_smooth of the whole batch, for the logs: sums with the weights of eq. 4 / 6 before their
         # normaliser (B trajectories, or N tokens), divided once every micro-batch on every rank is in (epo_end_step)
         unit = mask.float() if c.aggregation == "token_mean" else trajectory_token_weights(
@@ -299,7 +302,7 @@ def epo_actor_loss(trainer, experience, output, loss, loss_batch_info):
     return loss + term.delta
 
 
-def _accumulate(state: EPOState, entropy, mask, turn_of_token, turns_of_token, band) -> None:
+def _accumulate(state: EPOState, entropy, mask, turn_of_token, turns_of_token, band, edge_tokens: int) -> None:
     m = mask.bool()
     h = entropy.double() * m
     state.add("entropy", h.sum())
@@ -311,6 +314,14 @@ def _accumulate(state: EPOState, entropy, mask, turn_of_token, turns_of_token, b
     state.add("early_n", early.sum())
     state.add("late", (h * late).sum())
     state.add("late_n", late.sum())
+    # figure 7d: the first and the last `edge_tokens` response tokens of every turn
+    position, length = positions_in_turn(mask)
+    first = m & (position < edge_tokens)
+    last = m & (position >= length - edge_tokens)
+    state.add("first", (h * first).sum())
+    state.add("first_n", first.sum())
+    state.add("last", (h * last).sum())
+    state.add("last_n", last.sum())
     if band is not None:
         state.add("out_of_band", band.sum())
         state.add("band_tokens", m.sum())

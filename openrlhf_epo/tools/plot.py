@@ -8,7 +8,11 @@ Each `--run` is one method, its paths the seeds. Written to DIR:
   reward.png                  training reward vs step: `rollout/success_rate` (else `rollout/reward_mean`), Fig. 2a
   success_<source>.png        evaluation success `eval_<source>_pass1` vs step, one per split (IID, OOD), Fig. 2b-c;
                               success_overall.png for `eval_success_rate`
-  entropy_early_late.png      token entropy of early vs late turns (`epo/entropy_early`, `epo/entropy_late`), Fig. 7d
+  entropy_early_late.png      token entropy of a trajectory's early vs late turns (`epo/entropy_early`,
+                              `epo/entropy_late`: first / second half of its turns), Fig. 1
+  entropy_first_last_tokens.png  token entropy of the first vs last N response tokens of each turn
+                              (`epo/entropy_first_tokens`, `epo/entropy_last_tokens`; N = --actor.epo.edge_tokens,
+                              the paper's 10), Fig. 7d
   entropy_band_<method>.png   batch entropy `epo/batch_entropy` against the band [kappa_l Hbar, kappa_r Hbar] of
                               Eq. 5 around the historical mean `epo/hbar` (section 4.2)
   entropy_turns_<method>.png  entropy per turn index (`epo/entropy_turn_<t>`) at a few training steps
@@ -413,17 +417,32 @@ def plot_success(methods, opts) -> List[Path]:
     return written
 
 
-def plot_entropy_early_late(methods, opts) -> Optional[Path]:
-    figure, ax = _new_axes("Token entropy of early vs late turns", "token entropy")
+def _paired_entropy(methods, opts, name: str, title: str, pairs) -> Optional[Path]:
+    """One solid and one dashed curve per method: pairs = ((key, legend part, dash), (key, legend part, dash))."""
+    figure, ax = _new_axes(title, "token entropy")
     drawn = 0
     for index, (label, runs) in enumerate(methods.items()):
-        for key, part, dash in (("epo/entropy_early", "early", "-"), ("epo/entropy_late", "late", "--")):
+        for key, part, dash in pairs:
             if _shared_key(runs, [key]) is None:
-                print(f"note: entropy_early_late.png: {label} logs no {key}; left out")
+                print(f"note: {name}: {label} logs no {key}; left out")
             elif _curve(ax, [run.series("train", key) for run in runs], opts, color=_color(index), linestyle=dash,
-                        label=f"{label} {part} turns"):
+                        label=f"{label} {part}"):
                 drawn += 1
-    return _save(figure, ax, opts, "entropy_early_late.png") if drawn else None
+    return _save(figure, ax, opts, name) if drawn else None
+
+
+def plot_entropy_early_late(methods, opts) -> Optional[Path]:
+    """Figure 1: entropy of a trajectory's early turns against its late turns, over training."""
+    return _paired_entropy(methods, opts, "entropy_early_late.png", "Token entropy of early vs late turns",
+                           (("epo/entropy_early", "early turns", "-"), ("epo/entropy_late", "late turns", "--")))
+
+
+def plot_entropy_first_last_tokens(methods, opts) -> Optional[Path]:
+    """Figure 7d: entropy of the first against the last response tokens of every turn, over training."""
+    return _paired_entropy(methods, opts, "entropy_first_last_tokens.png",
+                           "Token entropy of the first vs last tokens of a response",
+                           (("epo/entropy_first_tokens", "first tokens", "-"),
+                            ("epo/entropy_last_tokens", "last tokens", "--")))
 
 
 def plot_entropy_band(label: str, index: int, runs: List[Run], opts: Options) -> Optional[Path]:
@@ -471,7 +490,8 @@ def make_figures(methods: Dict[str, List[Run]], opts: Options) -> List[Path]:
     if len(set(slugs)) < len(slugs):
         raise ValueError(f"--run labels {', '.join(methods)} give clashing file names ({', '.join(slugs)}); "
                          f"make them differ in letters or digits")
-    written = [plot_reward(methods, opts), *plot_success(methods, opts), plot_entropy_early_late(methods, opts)]
+    written = [plot_reward(methods, opts), *plot_success(methods, opts), plot_entropy_early_late(methods, opts),
+               plot_entropy_first_last_tokens(methods, opts)]
     for index, (label, runs) in enumerate(methods.items()):
         written += [plot_entropy_band(label, index, runs, opts), plot_entropy_turns(label, index, runs, opts)]
     return [path for path in written if path]

@@ -155,3 +155,26 @@ def test_ea_advantage_shaping():
     assert shaped.tolist() == pytest.approx(expected)
     assert not shaped.requires_grad  # the entropy is detached
     assert (torch.sign(shaped) == torch.sign(adv)).all()  # the clip never flips an advantage
+
+
+def test_positions_in_turn_count_inside_each_run_of_action_tokens():
+    from openrlhf_epo.epo import positions_in_turn
+
+    g = torch.Generator().manual_seed(3)
+    mask = torch.rand(6, 40, generator=g) < 0.6  # rows with several runs (concatenated episodes) of any length
+    position, length = positions_in_turn(mask)
+    for row in range(mask.shape[0]):
+        runs, current = [], []
+        for i in range(mask.shape[1]):
+            if mask[row, i]:
+                current.append(i)
+            elif current:
+                runs.append(current)
+                current = []
+        if current:
+            runs.append(current)
+        want_pos, want_len = [0] * mask.shape[1], [0] * mask.shape[1]
+        for run in runs:
+            for offset, i in enumerate(run):
+                want_pos[i], want_len[i] = offset, len(run)
+        assert position[row].tolist() == want_pos and length[row].tolist() == want_len

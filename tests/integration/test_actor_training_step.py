@@ -107,7 +107,8 @@ def _beta(k, K, bs=2.0, be=1.0, ld=3.0):
 def test_epo_loss_is_vanilla_minus_lambda_times_entropy_term(trees, tmp_path, k):
     vanilla = run_step(trees["pristine"], tmp_path, "vanilla")
     history = HISTORY[:k] if k else None
-    epo = run_step(trees["patched"], tmp_path, f"epo-{k}", epo=EPO, history=history, first_step=k)
+    epo = run_step(trees["patched"], tmp_path, f"epo-{k}", epo={**EPO, "edge_tokens": 2}, history=history,
+                   first_step=k)
     mask = epo["action_mask"]
     h = _entropies(epo["logits"])
     l_h = _eq4(h, mask)
@@ -130,6 +131,14 @@ def test_epo_loss_is_vanilla_minus_lambda_times_entropy_term(trees, tmp_path, k)
         assert end["epo/hbar"] == pytest.approx(hbar)
     # the step's batch mean appended to W: token-level mean entropy over all trajectories
     assert end["epo/batch_entropy"] == pytest.approx(h[mask].mean().item(), rel=1e-5)
+    # figure 7d: the first / last 2 response tokens of every turn (one turn per sample here), over the batch
+    first, last = [], []
+    for row in range(len(SAMPLES)):
+        tokens = [h[row, i].item() for i in range(RESPONSE) if mask[row, i]]
+        first += tokens[:2]
+        last += tokens[-2:]
+    assert end["epo/entropy_first_tokens"] == pytest.approx(sum(first) / len(first), rel=1e-5)
+    assert end["epo/entropy_last_tokens"] == pytest.approx(sum(last) / len(last), rel=1e-5)
 
 
 def _logged_terms(result):

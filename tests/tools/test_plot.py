@@ -27,6 +27,7 @@ def _epo_train(step, batch):
     return _train(step, **{"rollout/success_rate": batch / 4, "epo/batch_entropy": batch,
                            "epo/hbar": None if step == 1 else 1.0, "epo/entropy_early": batch + 0.5,
                            "epo/entropy_late": batch - 0.5, "epo/entropy_turn_0": batch + 0.5,
+                           "epo/entropy_first_tokens": batch + 0.2, "epo/entropy_last_tokens": batch - 0.2,
                            "epo/entropy_turn_1": batch - 0.5})
 
 
@@ -98,7 +99,7 @@ def test_every_figure_is_a_loadable_png(tmp_path, capsys, alfworld_runs):
                             "--spread", "minmax", "--smooth", "3")
     assert code == 0, stderr
     expected = {"reward.png", "success_alfworld_iid.png", "success_alfworld_ood.png", "entropy_early_late.png",
-                "entropy_band_PPO_EPO.png", "entropy_turns_PPO_EPO.png"}
+                "entropy_first_last_tokens.png", "entropy_band_PPO_EPO.png", "entropy_turns_PPO_EPO.png"}
     assert {p.name for p in out.glob("*.png")} == expected
     for name in expected:
         assert (out / name).read_bytes()[:8] == PNG_MAGIC, name
