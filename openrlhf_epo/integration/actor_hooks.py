@@ -12,7 +12,6 @@ PolicyModelActor save / load           epo_checkpoint_state / epo_restore -> W_k
 Per-turn samples carry `turn_index` and `num_turns` in `experience.info` (written by the agent loop); samples
 without them are whole episodes whose turns are the runs of action tokens (aggregation.py).
 """
-import math
 from functools import partial
 from typing import Dict, Iterator, Optional
 
@@ -34,6 +33,7 @@ from openrlhf_epo.epo import (
 )
 from openrlhf_epo.agent.samples import NUM_TURNS, TURN_INDEX  # the per-sample ids the agent loop writes
 from openrlhf_epo.integration.flags import epo_config_from_args
+from openrlhf_epo.integration.lr_schedule import rl_steps
 
 CHECKPOINT_KEY = "openrlhf_epo"
 
@@ -107,7 +107,7 @@ def epo_fit_kwargs(ppo_trainer, global_steps: int) -> Dict:
     total = args.actor.epo.total_steps
     loader = getattr(ppo_trainer, "prompts_dataloader", None)
     if not total and loader is not None:
-        total = max(1, math.ceil(len(loader) / args.rollout.batch_size)) * args.train.num_episodes
+        total = rl_steps(len(loader), args)  # the loader yields one prompt at a time
     return {"epo_step": int(global_steps), "epo_total_steps": int(total) if total else None}
 
 
@@ -232,15 +232,36 @@ def _all_reduce_max(value: int, strategy) -> int:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def epo_forward_kwargs(trainer, action_mask: torch.Tensor) -> Dict:
+def epo_forward_kwargs(trainer, action_mask: torch.Tensor, attention_mask: Optional[torch.Tensor] = None) -> Dict:
     """The actor forward's entropy function while EPO is on: exact, row-chunked, and over the action positions only
     (the training step discards the rest; per-turn prompts are several times longer than their responses)."""
     if not epo_enabled(trainer.args):
         return {}
     rows = trainer.args.actor.epo.entropy_chunk_size
-    if getattr(trainer.actor, "packing_samples", False):  # packed rows interleave samples: no common tail
+    if not getattr(trainer.actor, "packing_samples", False):
+        return {"entropy_fn": partial(tail_entropy, positions=action_mask.shape[1] + 1, chunk_rows=rows)}
+    ring = getattr(trainer.strategy, "ring_attn_group", None)
+    if attention_mask is None or ring is not None:
+        # ring attention hands each rank a slice of the packed row: every position of it is computed
         return {"entropy_fn": partial(token_entropy, chunk_rows=rows)}
-    return {"entropy_fn": partial(tail_entropy, positions=action_mask.shape[1] + 1, chunk_rows=rows)}
+    return {"entropy_fn": partial(selected_entropy, positions=packed_action_positions(action_mask, attention_mask),
+                                  chunk_rows=rows)}
+
+
+def packed_action_positions(action_mask: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Packed samples (upstream's unpad: the attended tokens of every row, row after row): which positions' logits
+    the training step reads, those predicting an action token (position p predicts token p + 1)."""
+    width, actions = attention_mask.shape[1], action_mask.shape[1]
+    needed = torch.zeros_like(attention_mask, dtype=torch.bool)
+    needed[:, width - 1 - actions : width - 1] = action_mask.bool()
+    return needed[attention_mask.bool()]
+
+
+def selected_entropy(logits: torch.Tensor, positions: torch.Tensor, chunk_rows: int = 0) -> torch.Tensor:
+    """(1, T) entropies of a packed row at `positions` (bool, T), zeros elsewhere (never read)."""
+    where = positions.to(logits.device).nonzero(as_tuple=True)[0]
+    values = token_entropy(logits[:, where], chunk_rows)
+    return values.new_zeros(logits.shape[:2]).index_put((torch.zeros_like(where), where), values[0])
 
 
 def tail_entropy(logits: torch.Tensor, positions: int, chunk_rows: int = 0) -> torch.Tensor:

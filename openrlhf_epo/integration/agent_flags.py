@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Dict, Iterable, Optional
 
 from openrlhf_epo.agent.env_pool import WORKERS
-from openrlhf_epo.agent.episode import DEFAULT_MAX_TURNS, EpisodeConfig
-from openrlhf_epo.envs.base import TaskSpec
+from openrlhf_epo.agent.episode import EpisodeConfig
+from openrlhf_epo.integration.lr_schedule import rl_steps
 
 PREFIX = "agent"
 MODES = ("off", "per_turn", "concat")
@@ -36,8 +36,7 @@ _EPISODE_HELP = {
 
 
 def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
-    """Register `--agent.mode`, `--agent.pool_size`, `--agent.env_workers`, `--agent.scheduler_turns` and every
-    EpisodeConfig field."""
+    """Register `--agent.mode`, `--agent.pool_size`, `--agent.env_workers` and every EpisodeConfig field."""
     group = parser.add_argument_group("Multi-turn agents in ScienceWorld / ALFWorld (openrlhf-epo)")
     group.add_argument(
         f"--{PREFIX}.mode", choices=MODES, default="off",
@@ -52,11 +51,6 @@ def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
         help="where pooled environments run: process (one child process each: ALFWorld's PDDL engine serialises a "
              "process's instances), thread (in the engine actor), auto: process for ALFWorld, thread for ScienceWorld "
              "(its work runs in its own JVM) (default: auto)",
-    )
-    group.add_argument(
-        f"--{PREFIX}.scheduler_turns", type=int, default=None,
-        help="per_turn mode: samples per episode assumed when counting the LR scheduler's steps (upstream counts "
-             "one sample per episode); default: the turn limit, so the schedule never ends before training does",
     )
     for f in fields(EpisodeConfig):
         flag, helptext = f"--{PREFIX}.{f.name}", _EPISODE_HELP[f.name]
@@ -104,8 +98,6 @@ def check_agent_args(args) -> None:
                              f"is {given!r}: drop one of them")
         if section.max_turns is not None and section.max_turns < 1:
             raise ValueError(f"--agent.max_turns {section.max_turns} must be >= 1")
-        if section.scheduler_turns is not None and section.scheduler_turns < 1:
-            raise ValueError(f"--agent.scheduler_turns {section.scheduler_turns} must be >= 1")
         for name in ("history_length", "max_prompt_tokens", "max_response_tokens", "max_action_chars"):
             if getattr(section, name) < (0 if name == "history_length" else 1):
                 raise ValueError(f"--agent.{name} {getattr(section, name)} is out of range")
@@ -137,25 +129,12 @@ def agent_runtime_env() -> Dict[str, str]:
 
 
 def scheduler_steps(max_steps: int, args, labels: Iterable[str] = ()) -> int:
-    """The LR scheduler's step count with per-turn samples.
-
-    Upstream counts prompts x n_samples_per_prompt / train_batch_size optimizer steps per pass; per-turn samples
-    multiply the samples of an episode by its turns. Unknown in advance, so take --agent.scheduler_turns, or the turn
-    limit of the environments in the dataset (an upper bound: the schedule may not reach its end, but never
-    finishes early and trains at its floor)."""
+    """The LR scheduler's step count: upstream's optimizer steps, or with per-turn samples the run's RL steps K,
+    which the actor's and critic's schedulers then count (integration/lr_schedule.py): an RL step's optimizer-step
+    count depends on its episodes' turns and is unknown in advance."""
     section = getattr(args, PREFIX, None)
     if section is None or section.mode != "per_turn":
         return max_steps
-    turns = section.scheduler_turns or section.max_turns or _dataset_turn_limit(labels)
-    return max_steps * turns
+    return rl_steps(len(list(labels)), args)
 
-
-def _dataset_turn_limit(labels: Iterable[str]) -> int:
-    envs = set()
-    for label in labels:
-        try:
-            envs.add(TaskSpec.from_json(label).env)
-        except ValueError:
-            continue
-    return max((DEFAULT_MAX_TURNS[e] for e in envs), default=max(DEFAULT_MAX_TURNS.values()))
 

@@ -1,6 +1,7 @@
 """`--agent.*` through the real, patched `train_ppo_ray` argument parser, and the patched `prepare_datasets` counting
 the LR scheduler's steps for per-turn samples."""
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -67,8 +68,8 @@ def test_agent_mode_off_leaves_upstream_alone():
     (["--agent.mode", "per_turn", "--data.max_len", "4096", "--train.agent_func_path", "/x/my_agent.py"],
      "but --train.agent_func_path is '/x/my_agent.py'"),
     (["--agent.mode", "concat", "--agent.max_turns", "0"], "--agent.max_turns 0 must be >= 1"),
-    (["--agent.mode", "per_turn", "--data.max_len", "4096", "--agent.scheduler_turns", "-2"],
-     "--agent.scheduler_turns -2 must be >= 1"),
+    (["--agent.mode", "per_turn", "--data.max_len", "4096", "--agent.scheduler_turns", "9"],
+     "unrecognized arguments: --agent.scheduler_turns"),  # gone: the schedulers count RL steps now
     (["--agent.mode", "everything"], "invalid choice: 'everything' (choose from 'off', 'per_turn', 'concat')"),
     (["--agent.mode", "per_turn", "--data.max_len", "4096", "--rollout.max_new_tokens", "300"],
      "--agent.mode per_turn with --rollout.max_new_tokens 300: each turn's response is capped by "
@@ -87,14 +88,13 @@ def test_bad_agent_flags_are_named(argv, message, capsys):
     assert message in f"{exit_info.value}{capsys.readouterr().err}"
 
 
-@pytest.mark.parametrize("extra, turns", [
-    (["--agent.mode", "per_turn"], 30),  # the dataset's environment: ScienceWorld's 30-turn limit
-    (["--agent.mode", "per_turn", "--agent.max_turns", "12"], 12),
-    (["--agent.mode", "per_turn", "--agent.scheduler_turns", "9"], 9),
-    (["--agent.mode", "concat"], 1),
-    ([], 1),
+@pytest.mark.parametrize("extra, expected", [
+    (["--agent.mode", "per_turn"], math.ceil(5 / 2) * 3),  # RL steps: ceil(prompts / rollout batch) x episodes
+    (["--agent.mode", "per_turn", "--agent.max_turns", "12"], math.ceil(5 / 2) * 3),  # turns do not enter
+    (["--agent.mode", "concat"], (5 * 4 // 8) * 3),  # one sample per episode: upstream's optimizer steps
+    ([], (5 * 4 // 8) * 3),
 ])
-def test_scheduler_steps_count_turn_samples(tmp_path, extra, turns):
+def test_scheduler_steps_are_rl_steps_with_per_turn_samples(tmp_path, extra, expected):
     from openrlhf.trainer.ppo_trainer import prepare_datasets
     from openrlhf_epo.envs.base import TaskSpec
     from openrlhf_epo.runtime.offline_models import qwen_tokenizer
@@ -106,7 +106,7 @@ def test_scheduler_steps_count_turn_samples(tmp_path, extra, turns):
     args = parse_train_ppo_args(BASE + extra + [
         "--data.max_len", "2600", "--data.prompt_dataset", str(data), "--data.input_key", "prompt",
         "--data.label_key", "label", "--rollout.n_samples_per_prompt", "4", "--train.batch_size", "8",
-        "--train.num_episodes", "3",
+        "--train.num_episodes", "3", "--rollout.batch_size", "2",
     ])
     _, _, max_steps = prepare_datasets(stub_strategy(args), qwen_tokenizer())
-    assert max_steps == (5 * 4 // 8) * 3 * turns  # upstream's prompts x n / batch x episodes, times turns
+    assert max_steps == expected  # upstream: prompts x n / batch x episodes

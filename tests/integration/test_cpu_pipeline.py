@@ -31,6 +31,10 @@ from pipeline_run import (HYBRID_SHAPE, NEEDLES, engine_processes, left_behind, 
 pytestmark = pytest.mark.slow  # three training runs of about two minutes each
 
 TRAIN_BATCH = 4  # per-turn samples per optimizer step: 2 ranks x micro-batches of 1 x 2 accumulation steps
+LR = {"actor": 2e-6, "critic": 4e-6}
+WARMUP, MIN_LR = 0.5, 0.25
+SCHEDULE = [flag for role, lr in LR.items() for flag in (
+    f"--{role}.adam.lr", str(lr), f"--{role}.lr_warmup_ratio", str(WARMUP), f"--{role}.min_lr_ratio", str(MIN_LR))]
 
 
 @pytest.fixture(scope="module", params=["group_norm", "gae"])
@@ -46,7 +50,7 @@ def runs(request, tmp_path_factory, alfworld_game):
     invocations = [(1, False), (2, True)] if estimator == "group_norm" else [(2, False)]
     env = dict(os.environ, OPENRLHF_EPO_ALFWORLD_GAMES=str(games), RAY_DEDUP_LOGS="0")
     done = [run(train_command(work, model, data, shape=HYBRID_SHAPE, estimator=estimator, episodes=episodes,
-                              train_batch=TRAIN_BATCH, resume=resume), env)
+                              train_batch=TRAIN_BATCH, resume=resume, extra=SCHEDULE), env)
             for episodes, resume in invocations]
     left = left_behind(before)
     rows = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines()]
@@ -110,6 +114,26 @@ def test_entropy_history_and_schedule_follow_the_steps_and_the_resume(runs):
     k_mid = 8 // 2  # --actor.epo.total_steps 8
     for r in rows:  # eq. 7, first half, paper defaults: beta_k = 2 + (1 - 2) (1 - exp(-3 k / k_mid))
         assert r["epo/beta"] == pytest.approx(2.0 - (1.0 - math.exp(-3.0 * r["epo/k"] / k_mid)), rel=1e-6)
+
+
+def _paper_lr(base: float, k: int, steps: int) -> float:
+    """RL step k (0-based) of `steps`: linear warm-up over the first WARMUP of the RL steps, then a cosine down to
+    MIN_LR x base at the last one."""
+    warmup, s = math.ceil(steps * WARMUP), k + 1
+    if s < warmup:
+        return base * s / warmup
+    progress = (s - warmup) / (steps - warmup)
+    return base * (MIN_LR + (1 - MIN_LR) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def test_the_learning_rate_follows_the_rl_steps(runs):
+    # K per invocation: 2 prompts, GRPO 1 prompt per step (1 pass, then 2 when resumed), PPO 2 per step (2 passes)
+    steps_of = (lambda step: 2 if step <= 2 else 4) if runs["estimator"] == "group_norm" else (lambda step: 2)
+    for r in _train_rows(runs):  # whatever the number of optimizer steps each RL step took
+        assert r["actor_lr"] == pytest.approx(_paper_lr(LR["actor"], r["step"] - 1, steps_of(r["step"])), rel=1e-6)
+        if runs["estimator"] == "gae":
+            assert r["critic_lr"] == pytest.approx(_paper_lr(LR["critic"], r["step"] - 1, steps_of(r["step"])),
+                                                   rel=1e-6)
 
 
 def test_checkpoint_holds_the_epo_state(runs):
