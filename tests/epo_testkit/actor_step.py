@@ -12,7 +12,8 @@ gradients are read at each optimizer-step boundary, between backward and DeepSpe
     python actor_step.py SPEC.json OUT.pt
 SPEC: {"epo": {...EPOConfig fields...} | null, "entropy_coef": float | null, "gas": int, "micro_batch": int,
        "rows": [sample indices of this rank], "history": [records] | null, "K": int, "seed": int,
-       "steps": int, "first_step": int, "lr": float, "save_to": path, "load_from": path}
+       "steps": int, "first_step": int, "lr": float, "save_to": path, "load_from": path,
+       "advantages": [[float]] | null (replaces the batch's), "hand_term": {...} | null (see hand_term)}
 """
 import json
 import os
@@ -84,6 +85,41 @@ def deepspeed_engine(model, spec, world):
     return engine, optimizer
 
 
+def hand_term(model, sequences, attention, action_mask, term, prompt, response):
+    """-coef * (L_H - beta * L_smooth) of the whole batch written out by hand (eq. 4-6, appendix definition 9), and
+    its gradient, on the model's weights before training. Nothing of openrlhf_epo is used.
+    term: {"aggregation": "trajectory" | "token_mean", "smoothing": "hinge" | "mask" | "off", "coef", "beta",
+           "alpha", "kappa_l", "kappa_r", "hbar": [per sample] | null}"""
+    position_ids = (attention.cumsum(-1) - 1).masked_fill(attention == 0, 1)
+    logits = model(sequences, attention_mask=attention, position_ids=position_ids).logits.float()
+    logits = logits[:, prompt - 1 : prompt - 1 + response]  # position p predicts token p + 1
+    entropy = -(logits.softmax(-1) * logits.log_softmax(-1)).sum(-1)
+    trajectories = {traj for traj, _, _, _ in SAMPLES}
+    tokens = int(action_mask.sum())
+    l_h = l_smooth = 0.0
+    for row, (traj, _, turns, _) in enumerate(SAMPLES):
+        length = int(action_mask[row].sum())
+        for i in range(response):
+            if not action_mask[row, i]:
+                continue
+            h = entropy[row, i]
+            w = 1.0 / tokens if term["aggregation"] == "token_mean" else 1.0 / (len(trajectories) * turns * length)
+            l_h = l_h + w * h
+            if term["smoothing"] != "off" and term["hbar"] is not None:
+                low, high = term["kappa_l"] * term["hbar"][row], term["kappa_r"] * term["hbar"][row]
+                if term["smoothing"] == "hinge":
+                    penalty = term["alpha"] * (torch.relu(low - h) + torch.relu(h - high))
+                else:  # mask: a constant alpha outside the band, no gradient
+                    penalty = term["alpha"] * float(h.item() < low or h.item() > high)
+                l_smooth = l_smooth + w * penalty
+    value = -term["coef"] * (l_h - term["beta"] * l_smooth)
+    model.zero_grad()
+    value.backward()
+    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    return {"value": float(value), "grads": grads}
+
+
 def make_args(spec):
     args = NS(
         actor=NS(entropy_coef=spec.get("entropy_coef"), aux_loss_coef=0, eps_clip_low_high=(0.2, 0.2)),
@@ -120,11 +156,15 @@ def build(spec, world=1, vocab=VOCAB, hidden=32, prompt=PROMPT, response=RESPONS
     actor.packing_samples = False
 
     sequences, attention, action_mask, advantages, old_noise = build_batch(spec["seed"], vocab, prompt, response)
+    if spec.get("advantages") is not None:  # a reference run of hand-shaped advantages (EA)
+        advantages = torch.tensor(spec["advantages"], dtype=advantages.dtype)
     with torch.no_grad():
         old_log_probs = actor(sequences, action_mask, attention) + old_noise * action_mask
         position_ids = (attention.cumsum(-1) - 1).masked_fill(attention == 0, 1)
         logits = model(sequences, attention_mask=attention, position_ids=position_ids).logits
 
+    hand = hand_term(model, sequences, attention, action_mask, spec["hand_term"], prompt, response) \
+        if spec.get("hand_term") else None
     args = make_args(spec)
     engine, optimizer = deepspeed_engine(model, spec, world)
     actor.model = engine  # as DeepspeedStrategy.prepare leaves it
@@ -145,7 +185,7 @@ def build(spec, world=1, vocab=VOCAB, hidden=32, prompt=PROMPT, response=RESPONS
         )
 
     return NS(trainer=trainer, model=model, logits=logits, action_mask=action_mask, experience_of=experience_of,
-              iter_grad_accum_global_norm=iter_grad_accum_global_norm, openrlhf=openrlhf)
+              hand=hand, iter_grad_accum_global_norm=iter_grad_accum_global_norm, openrlhf=openrlhf)
 
 
 def main(spec_path, out_path):
@@ -172,7 +212,9 @@ def main(spec_path, out_path):
         if epo_on:
             actor_hooks.epo_begin_step(trainer, epo_step=step, epo_total_steps=spec["K"])
             if spec.get("history") and step == spec.get("first_step", 0) and not spec.get("load_from"):
-                actor_hooks.epo_restore(trainer, {"openrlhf_epo": {"history": {"records": spec["history"]}, "k": step}})
+                records = [dict(r, turns={int(t): m for t, m in r.get("turns", {}).items()})  # JSON keys are str
+                           for r in spec["history"]]
+                actor_hooks.epo_restore(trainer, {"openrlhf_epo": {"history": {"records": records}, "k": step}})
             stream = actor_hooks.epo_optimizer_windows(trainer, stream)
         losses_before = len(trainer.strategy.losses)
         statuses = [trainer.training_step(exp, 0.0, i, info) for i, (exp, info) in enumerate(stream)]
@@ -189,7 +231,7 @@ def main(spec_path, out_path):
         torch.save({
             "openrlhf_file": openrlhf.__file__, "losses": trainer.strategy.losses, "grads": grads,
             "logits": logits, "action_mask": action_mask, "steps": per_step,
-            "policy_losses": [s["metrics"]["policy_loss"].item() for s in statuses],
+            "policy_losses": [s["metrics"]["policy_loss"].item() for s in statuses], "hand_term": kit.hand,
         }, out_path)
     torch.distributed.destroy_process_group()
 

@@ -193,3 +193,91 @@ def test_resumed_run_continues_hbar_beta_and_loss(trees, tmp_path):
         assert mine["losses"] == pytest.approx(theirs["losses"], rel=1e-6)
     assert straight["steps"][3]["end"]["epo/history_len"] == 4
     assert straight["steps"][2]["end"]["epo/hbar"] != straight["steps"][1]["end"]["epo/hbar"]  # W_k moves
+
+
+# ---- the paper's ablations and baselines, each through the real training step against a hand computation ----------
+K_ABLATION, K_STEP = 10, 3  # the step k of K the ablations train at (history HISTORY: three past steps)
+
+
+def _hbar_per_sample(records, window=0):
+    """Hbar for each sample: per-turn history, the mean over the visible records that saw the sample's turn index,
+    the global mean (over the visible records) for a turn none of them saw."""
+    visible = records[-window:] if window else records
+    overall = sum(r["mean"] for r in visible) / len(visible)
+    out = []
+    for _, turn, _, _ in SAMPLES:
+        seen = [r["turns"][str(turn)] for r in visible if str(turn) in r["turns"]]
+        out.append(sum(seen) / len(seen) if seen else overall)
+    return out
+
+
+def _check_against_hand(trees, tmp_path, name, epo, hand, **spec):
+    """The patched step with `epo` = the pristine step + the hand-written EPO term: loss and every gradient."""
+    vanilla = run_step(trees["pristine"], tmp_path, f"{name}-vanilla", hand_term=hand, **spec)
+    patched = run_step(trees["patched"], tmp_path, name, epo=epo, **spec)
+    term = vanilla["hand_term"]
+    assert patched["losses"][0] == pytest.approx(vanilla["losses"][0] + term["value"], rel=1e-6, abs=1e-7)
+    for key, grad in vanilla["grads"].items():
+        torch.testing.assert_close(patched["grads"][key], grad + term["grads"][key], rtol=1e-4, atol=1e-7,
+                                   msg=f"{name}: {key}")
+    assert any(g.abs().sum() > 0 for g in term["grads"].values()) or hand["smoothing"] == "mask"
+    return patched
+
+
+HAND = dict(aggregation="trajectory", smoothing="hinge", coef=EPO["coef"], alpha=EPO["smooth_coef"],
+            kappa_l=EPO["kappa_l"], kappa_r=EPO["kappa_r"])
+GLOBAL_HBAR = [sum(r["mean"] for r in HISTORY) / len(HISTORY)] * len(SAMPLES)
+
+
+@pytest.mark.parametrize("name, epo, hand", [
+    # upstream's entropy bonus form: one token mean over the batch (eq. 4's weights replaced)
+    ("token_mean", {**EPO, "aggregation": "token_mean"},
+     {**HAND, "aggregation": "token_mean", "beta": _beta(K_STEP, K_ABLATION), "hbar": GLOBAL_HBAR}),
+    # appendix definition 9: a constant penalty outside the band, no gradient through it
+    ("mask", {**EPO, "smoothing": "mask"},
+     {**HAND, "smoothing": "mask", "beta": _beta(K_STEP, K_ABLATION), "hbar": GLOBAL_HBAR}),
+    # EPO-Base: no smoothing term
+    ("epo_base", {**EPO, "smoothing": "off"}, {**HAND, "smoothing": "off", "beta": 0.0, "hbar": None}),
+    # EPO w/o DW: beta constant
+    ("constant_beta", {**EPO, "beta_schedule": "constant", "beta_const": 1.0},
+     {**HAND, "beta": 1.0, "hbar": GLOBAL_HBAR}),
+    # EPO-Decay (appendix B.4): lambda from 0.01 to 0.0001 over K, geometric, smoothing off
+    ("decay", {**EPO, "smoothing": "off", "coef_schedule": "decay", "coef": 0.01, "coef_end": 0.0001},
+     {**HAND, "smoothing": "off", "beta": 0.0, "hbar": None,
+      "coef": 0.01 * (0.0001 / 0.01) ** (K_STEP / (K_ABLATION - 1))}),
+])
+def test_ablations_are_the_hand_written_loss(trees, tmp_path, name, epo, hand):
+    _check_against_hand(trees, tmp_path, name, epo, hand, history=HISTORY, first_step=K_STEP, K=K_ABLATION)
+
+
+def test_per_turn_history_with_a_window(trees, tmp_path):
+    records = [{"mean": 1.9, "turns": {"0": 1.5, "1": 2.5}}, {"mean": 2.6, "turns": {"0": 2.0, "2": 3.1}},
+               {"mean": 2.2, "turns": {"1": 1.7, "2": 2.9}}, {"mean": 2.4, "turns": {"0": 2.2, "1": 2.8}}]
+    epo = {**EPO, "history": "per_turn", "history_window": 2}
+    hbar = _hbar_per_sample(records, window=2)  # turn 3 (trajectory 2's last) was seen by neither: the global mean
+    assert hbar[-1] == pytest.approx((2.2 + 2.4) / 2) and hbar[0] == pytest.approx(2.2)
+    patched = _check_against_hand(trees, tmp_path, "per_turn", epo, {**HAND, "beta": _beta(4, K_ABLATION), "hbar": hbar},
+                                  history=records, first_step=4, K=K_ABLATION)
+    assert patched["steps"][0]["end"]["epo/hbar"] == pytest.approx((2.2 + 2.4) / 2)
+
+
+def test_ea_is_ppo_on_entropy_shaped_advantages(trees, tmp_path):
+    """EA (Cheng et al. 2025): A + min(alpha H, |A| / kappa), H detached; as a pristine run on advantages shaped by
+    hand. The batch's advantages and entropies are the harness's (seed 0)."""
+    alpha, kappa = 0.4, 2.0
+    base = run_step(trees["pristine"], tmp_path, "ea-base")
+    h = _entropies(base["logits"])
+    mask = base["action_mask"]
+    sys.path.insert(0, str(HARNESS.parent))
+    from actor_step import build_batch
+
+    advantages = build_batch(0)[3]
+    shaped = [[(advantages[r, i] + min(alpha * h[r, i].item(), abs(advantages[r, i].item()) / kappa)).item()
+               if mask[r, i] else 0.0 for i in range(RESPONSE)] for r in range(len(SAMPLES))]
+    reference = run_step(trees["pristine"], tmp_path, "ea-reference", advantages=shaped)
+    ea = run_step(trees["patched"], tmp_path, "ea", epo={"enable": True, "coef": 0.0, "smoothing": "off",
+                                                        "ea_alpha": alpha, "ea_kappa": kappa})
+    assert ea["losses"][0] == pytest.approx(reference["losses"][0], rel=1e-5, abs=1e-7)
+    assert ea["losses"][0] != pytest.approx(base["losses"][0], rel=1e-3)  # the shaping changed the loss
+    for key, grad in reference["grads"].items():
+        torch.testing.assert_close(ea["grads"][key], grad, rtol=1e-4, atol=1e-7, msg=key)
