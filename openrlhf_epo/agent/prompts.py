@@ -152,7 +152,8 @@ def render_continuation(tokenizer, prompt: str) -> str:
     """What follows an assistant reply in the model's chat template when `prompt` is the next user message: the
     template's end of the reply, the user message, the generation prompt. Read off the template itself (rendered
     around a placeholder reply), so any chat template gives its own markup."""
-    chat = [{"role": "user", "content": "."}, {"role": "assistant", "content": _REPLY}, {"role": "user", "content": prompt}]
+    chat = [{"role": "user", "content": "."}, {"role": "assistant", "content": _REPLY},
+            {"role": "user", "content": prompt}]
     text = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
     if text.count(_REPLY) != 1:
         raise ValueError(f"the chat template of {type(tokenizer).__name__} does not render an assistant reply as "
