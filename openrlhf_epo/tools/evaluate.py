@@ -19,7 +19,7 @@ from typing import Dict, List, Optional
 
 from openrlhf_epo.agent.env_pool import WORKERS, EnvPool, env_factory
 from openrlhf_epo.agent.episode import EpisodeConfig, run_episode
-from openrlhf_epo.agent.samples import episode_return
+from openrlhf_epo.agent.samples import MODES, episode_return
 from openrlhf_epo.envs.base import TaskSpec
 from openrlhf_epo.integration.agent_metrics import EpisodeRecord, summarize
 
@@ -87,7 +87,7 @@ def check_model_folder(model: str) -> None:
 
 
 async def play_all(tasks, engine, tokenizer, params, config: EpisodeConfig, n_samples: int, concurrency: int,
-                   workers: str, progress: bool = True):
+                   workers: str, progress: bool = True, stream: bool = False):
     from tqdm import tqdm
 
     slots = asyncio.Semaphore(concurrency)
@@ -96,7 +96,7 @@ async def play_all(tasks, engine, tokenizer, params, config: EpisodeConfig, n_sa
 
         async def one(task, group):
             async with slots, pool.lease(task["spec"].env) as env:
-                episode = await run_episode(env, task["spec"], engine, tokenizer, params, config)
+                episode = await run_episode(env, task["spec"], engine, tokenizer, params, config, stream=stream)
             bar.update()
             return task, group, episode
 
@@ -130,9 +130,11 @@ def report(done, n_samples: int) -> Dict:
 
 def evaluate(model: str, data: List[Path], out: Optional[Path], n_samples: int = 1, temperature: float = 0.0,
              top_p: float = 1.0, seed: int = 0, dtype: str = "auto", concurrency: int = 8, workers: str = "auto",
-             episode: Optional[EpisodeConfig] = None, progress: bool = True) -> Dict:
+             episode: Optional[EpisodeConfig] = None, progress: bool = True, mode: str = "per_turn") -> Dict:
     if n_samples < 1 or concurrency < 1:
         raise ValueError(f"--n-samples {n_samples} and --concurrency {concurrency} must be >= 1")
+    if mode not in MODES:
+        raise ValueError(f"--mode {mode!r} is not one of {', '.join(MODES)}")
     check_model_folder(model)
     tasks = read_tasks(list(data))
     config = episode or EpisodeConfig()
@@ -145,12 +147,13 @@ def evaluate(model: str, data: List[Path], out: Optional[Path], n_samples: int =
     started = time.time()
     try:
         done = asyncio.run(play_all(tasks, LocalEngine(llm), tokenizer, params, config, n_samples, concurrency,
-                                    workers, progress))
+                                    workers, progress, stream=mode == "concat"))
     finally:
         llm.shutdown()  # the engine core is a process of its own: never left running
     result = report(done, n_samples)
     result["settings"] = {"model": str(model), "engine": "vllm", "dtype": dtype, "data": [str(p) for p in data],
                           "n_samples": n_samples, "temperature": temperature, "top_p": top_p, "seed": seed,
+                          "mode": mode,
                           "episode": vars(config), "seconds": round(time.time() - started, 1)}
     if out:
         out = Path(out)
@@ -184,6 +187,9 @@ def add_parser(sub) -> None:
     parser.add_argument("--history-length", type=int, default=2)
     parser.add_argument("--max-response-tokens", type=int, default=512)
     parser.add_argument("--max-prompt-tokens", type=int, default=2048)
+    parser.add_argument("--mode", choices=MODES, default="per_turn",
+                        help="the prompts the model was trained on, as --agent.mode: per_turn = a history-window "
+                             "prompt every turn (default), concat = the episode's growing token stream")
     parser.set_defaults(func=cmd_eval)
 
 
@@ -191,7 +197,7 @@ def cmd_eval(args) -> int:
     config = EpisodeConfig(max_turns=args.max_turns, history_length=args.history_length,
                            max_response_tokens=args.max_response_tokens, max_prompt_tokens=args.max_prompt_tokens)
     result = evaluate(args.model, args.data, args.out, args.n_samples, args.temperature, args.top_p, args.seed,
-                      args.dtype, args.concurrency, args.env_workers, config)
+                      args.dtype, args.concurrency, args.env_workers, config, mode=args.mode)
     print_summary(result)
     if args.out:
         print(f"wrote {args.out}")

@@ -25,14 +25,16 @@ class PlanOrNothing:
     async def generate(self, prompt_token_ids, sampling_params, multi_modal_data=None):
         prompt = self.tokenizer.decode(prompt_token_ids)
         plan = next((p for task, p in self.plans.items() if task in prompt), None)
-        step = re.search(r"You are now at step (\d+)", prompt)
-        turn = int(step.group(1)) - 1 if step else 0
+        step = re.search(r"You are now at step (\d+)", prompt)  # a history-window prompt
+        # a token stream (--mode concat): one reply opened per turn so far
+        turn = int(step.group(1)) - 1 if step else prompt.count("<|im_start|>assistant") - 1
         text = f"<think>plan</think><action>{plan[turn]}</action>" if plan else "no idea"
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return NS(outputs=[NS(token_ids=ids, text=text, finish_reason="stop", logprobs=None)])
 
 
-def test_scores_per_split_and_task_type(alfworld_game, tmp_path, monkeypatch):
+@pytest.mark.parametrize("mode", ["per_turn", "concat"])
+def test_scores_per_split_and_task_type(alfworld_game, tmp_path, monkeypatch, mode):
     from openrlhf_epo.envs.alfworld_env import AlfWorldEnv
     from openrlhf_epo.runtime.offline_models import qwen_tokenizer
 
@@ -46,9 +48,14 @@ def test_scores_per_split_and_task_type(alfworld_game, tmp_path, monkeypatch):
     with AlfWorldEnv(cache_dir=unknown[2]) as env:
         plans = {env.reset(s).task.removeprefix("Your task is to:").strip(): p for s, p, _ in known}
     tokenizer = qwen_tokenizer()
-    config = EpisodeConfig(max_turns=max(len(p) for _, p, _ in known) + 1)
+    config = EpisodeConfig(max_turns=max(len(p) for _, p, _ in known) + 1, max_prompt_tokens=16384)
     done = asyncio.run(play_all(tasks, PlanOrNothing(tokenizer, plans), tokenizer, NS(max_tokens=64, stop=None),
-                                config, n_samples=2, concurrency=3, workers="auto", progress=False))
+                                config, n_samples=2, concurrency=3, workers="auto", progress=False,
+                                stream=mode == "concat"))
+    if mode == "concat":  # every turn generated from the whole stream
+        for _, _, episode in done:
+            for before, after in zip(episode.turns, episode.turns[1:]):
+                assert after.prompt_ids == before.prompt_ids + before.response_ids + before.feedback_ids
     result = report(done, n_samples=2)
     iid, ood = result["splits"]["alfworld_iid"], result["splits"]["alfworld_ood"]
     plan_turns = [len(p) for _, p, _ in known]
@@ -71,6 +78,10 @@ def test_bad_inputs_are_named(tmp_path):
         read_tasks([bad])
     with pytest.raises(ValueError, match="no such file"):
         read_tasks([tmp_path / "missing.jsonl"])
+    from openrlhf_epo.tools.evaluate import evaluate
+
+    with pytest.raises(ValueError, match="--mode 'both' is not one of per_turn, concat"):
+        evaluate(str(tmp_path), [bad], None, mode="both")
 
 
 def test_the_command_runs_a_model_on_vllm(alfworld_game, tmp_path):
