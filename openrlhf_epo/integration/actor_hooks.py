@@ -312,10 +312,11 @@ def epo_actor_loss(trainer, experience, output, loss, loss_batch_info):
     )
     if state.collecting:
         _accumulate(state, entropy.detach(), mask, turn_of_token, turns_of_token, term.out_of_band, c.edge_tokens)
-        # L_H and L_smooth of the whole batch, for the logs: sums with the weights of eq. 4 / 6 before their
-        # normaliser (B trajectories, or N tokens), divided once every micro-batch on every rank is in (epo_end_step)
-        unit = mask.float() if c.aggregation == "token_mean" else trajectory_token_weights(
-            mask, num_turns, torch.ones((), device=mask.device))
+        # L_H and L_smooth of the whole batch, for the logs: sums with the loss's own weights without their window
+        # normaliser (B trajectories, or N tokens) and dp_size, divided once every micro-batch on every rank is in
+        # (epo_end_step)
+        window = loss_batch_info["batch_num_tokens"] if c.aggregation == "token_mean" else state.window_trajectories
+        unit = weights * (window / dp_size)
         state.add("unit_mass", unit.sum())
         state.add("h_weighted", (entropy.detach() * unit).sum())
         if term.penalty is not None:
