@@ -12,7 +12,6 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace as NS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "epo_testkit"))
 

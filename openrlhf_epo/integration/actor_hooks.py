@@ -1,8 +1,11 @@
-"""The hooks the patch series calls from OpenRLHF's PPO code; each is a no-op while --actor.epo.enable is off.
+"""The hooks the patch series calls from OpenRLHF's PPO code; each is a no-op while --actor.epo.enable is off
+(epo_optimizer_windows also serves --actor.loss_agg_mode trajectory: trajectory_loss.py).
 
 Driver (PPOTrainer.ppo_train)          epo_fit_kwargs         -> k (the driver's global step) and K for the actor
 PolicyModelActor.fit                   epo_begin_step         -> the actor's EPO state learns k and K
-ActorPPOTrainer.ppo_train              epo_optimizer_windows  -> the window's trajectory count B (eq. 4 / 6)
+PolicyModelActor.forward (old l.p.)    epo_old_forward_kwargs / epo_old_forward_result -> pi_theta_old's entropies
+RemoteExperienceMaker.make_experience  epo_attach_old_entropy -> ... ride on the experience (action_entropy)
+ActorPPOTrainer.ppo_train              epo_optimizer_windows  -> the window's trajectory count B (eq. 3 / 4 / 6)
                                        epo_end_step           -> W_{k+1} = W_k + {this step's batch mean}; metrics
 ActorPPOTrainer.training_step          epo_forward_kwargs     -> the row-chunked entropy for the actor forward
                                        epo_shape_advantages   -> EA (Cheng et al. 2025), when configured
@@ -16,7 +19,6 @@ from functools import partial
 from typing import Dict, Iterator, Optional
 
 import torch
-import torch.distributed as dist
 
 from openrlhf_epo.epo import (
     EntropyHistory,
@@ -27,13 +29,19 @@ from openrlhf_epo.epo import (
     positions_in_turn,
     token_entropy,
     token_mean_weights,
-    trajectory_mass,
-    trajectory_token_weights,
     turn_ids_from_action_mask,
 )
-from openrlhf_epo.agent.samples import NUM_TURNS, TURN_INDEX  # the per-sample ids the agent loop writes
+from openrlhf_epo.agent.samples import TURN_INDEX  # the per-sample turn index the agent loop writes
+from openrlhf_epo.integration.data_parallel import all_reduce_max, all_reduce_sum, current_device
 from openrlhf_epo.integration.flags import epo_config_from_args
 from openrlhf_epo.integration.lr_schedule import rl_steps
+from openrlhf_epo.integration.trajectory_loss import (
+    counted_windows,
+    trajectory_policy_loss,
+    trajectory_weights,
+    turn_counts,
+    window_trajectories,
+)
 
 CHECKPOINT_KEY = "openrlhf_epo"
 
@@ -51,8 +59,7 @@ class EPOState:
         self.history = EntropyHistory(self.config.history, self.config.history_window)
         self.k = 0
         self.total_steps = self.config.total_steps or None
-        self.window_trajectories: Optional[torch.Tensor] = None
-        self.windows_seen = 0
+        self.passes = 0  # passes over this step's replay buffer (training epochs) begun
         self._reset_sums()
 
     def _reset_sums(self):
@@ -67,8 +74,8 @@ class EPOState:
 
     @property
     def collecting(self) -> bool:
-        # The step's batch mean comes from the first pass over the replay buffer (epoch 1), like its rollout.
-        return self.windows_seen <= 1
+        # Each sample enters the step's sums once: in the first pass over the replay buffer (epoch 1).
+        return self.passes <= 1
 
     def beta(self) -> float:
         c = self.config
@@ -119,58 +126,20 @@ def epo_begin_step(trainer, epo_step: Optional[int] = None, epo_total_steps: Opt
         state.k = epo_step
     if epo_total_steps:
         state.total_steps = epo_total_steps
-    state.windows_seen = 0
+    state.passes = 0
     state._reset_sums()
 
 
-def _dp_group(strategy):
-    from openrlhf.utils.loss_utils import _get_dp_group
-
-    return _get_dp_group(strategy)
-
-
-def _device():
-    return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
-
-
-def _all_reduce_sum(values: torch.Tensor, strategy) -> torch.Tensor:
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(values, op=dist.ReduceOp.SUM, group=_dp_group(strategy))
-    return values
-
-
 def epo_optimizer_windows(trainer, micro_batches: Iterator) -> Iterator:
-    """Wrap upstream's iter_grad_accum_global_norm: before a window's micro-batches are trained, set B, the window's
-    trajectory count over all ranks (pre-divided by gradient accumulation, like upstream's normalizers)."""
-    if not epo_enabled(trainer.args):
-        yield from micro_batches
-        return
-    state = epo_state(trainer)
-    state.windows_seen += 1
-    gas = max(int(trainer.strategy.accumulated_gradient), 1)
-    window = []
-    for item in micro_batches:
-        window.append(item)
-        if len(window) == gas:
-            yield from _release_window(trainer, state, window, gas)
-            window = []
-    if window:
-        yield from _release_window(trainer, state, window, gas)
-
-
-def _release_window(trainer, state: EPOState, window, gas: int):
-    mass = torch.zeros((), dtype=torch.float64, device=_device())
-    for experience, _ in window:
-        num_turns = experience.info.get(NUM_TURNS)
-        mass += trajectory_mass(experience.action_mask, _as_tensor(num_turns)).to(mass)
-    state.window_trajectories = (_all_reduce_sum(mass, trainer.strategy) / gas).float()
-    yield from window
-
-
-def _as_tensor(value) -> Optional[torch.Tensor]:
-    if value is None:
-        return None
-    return value if isinstance(value, torch.Tensor) else torch.as_tensor(value)
+    """Wrap upstream's iter_grad_accum_global_norm for one pass over the replay buffer: count each optimizer-step
+    window's trajectories B when eq. 3's weights need it (EPO's L_H / L_smooth with trajectory aggregation,
+    --actor.loss_agg_mode trajectory; trajectory_loss.py), and note the pass (W_k's sums come from the first)."""
+    epo_on = epo_enabled(trainer.args)
+    if epo_on:
+        epo_state(trainer).passes += 1
+    if trajectory_policy_loss(trainer.args) or (epo_on and epo_state(trainer).config.aggregation == "trajectory"):
+        return counted_windows(trainer, micro_batches)
+    return micro_batches
 
 
 def epo_end_step(trainer) -> Dict[str, float]:
@@ -179,10 +148,10 @@ def epo_end_step(trainer) -> Dict[str, float]:
         return {}
     state = epo_state(trainer)
     hbar_used, beta_used, coef_used = state.history.hbar(), state.beta(), state.coef()
-    device = _device()
-    n_turns = _all_reduce_max(0 if state.turn_sums is None else state.turn_sums.numel(), trainer.strategy)
+    device = current_device()
+    n_turns = all_reduce_max(0 if state.turn_sums is None else state.turn_sums.numel(), trainer.strategy)
     keys = ("entropy", "tokens", "early", "early_n", "late", "late_n", "first", "first_n", "last", "last_n",
-            "out_of_band", "band_tokens", "unit_mass", "h_weighted", "penalty_weighted")
+            "out_of_band", "band_tokens", "unit_mass", "h_weighted", "penalty_weighted", "train_entropy")
     flat = torch.zeros(len(keys) + 2 * n_turns, dtype=torch.float64, device=device)
     for i, key in enumerate(keys):
         if key in state.sums:
@@ -191,7 +160,7 @@ def epo_end_step(trainer) -> Dict[str, float]:
         size = state.turn_sums.numel()
         flat[len(keys) : len(keys) + size] = state.turn_sums.to(device)
         flat[len(keys) + n_turns : len(keys) + n_turns + size] = state.turn_counts.to(device)
-    reduced = _all_reduce_sum(flat, trainer.strategy).tolist()
+    reduced = all_reduce_sum(flat, trainer.strategy).tolist()
     sums = dict(zip(keys, reduced[: len(keys)]))
     turn_sums, turn_counts = reduced[len(keys) : len(keys) + n_turns], reduced[len(keys) + n_turns :]
     batch_mean = state.history.append(sums["entropy"], sums["tokens"], turn_sums, turn_counts)
@@ -210,6 +179,7 @@ def epo_end_step(trainer) -> Dict[str, float]:
     metrics["epo/entropy_first_tokens"] = ratio("first", "first_n")  # figure 7d
     metrics["epo/entropy_last_tokens"] = ratio("last", "last_n")
     metrics["epo/out_of_band_share"] = ratio("out_of_band", "band_tokens")
+    metrics["epo/train_forward_entropy"] = ratio("train_entropy", "tokens")  # vs epo/batch_entropy: pi_old's
     metrics["epo/entropy_loss"] = ratio("h_weighted", "unit_mass")  # L_H of the step's batch (eq. 4)
     metrics["epo/smooth_loss"] = ratio("penalty_weighted", "unit_mass")  # L_smooth (eq. 6): 0 without a band yet
     for t in range(n_turns):
@@ -219,12 +189,55 @@ def epo_end_step(trainer) -> Dict[str, float]:
     return metrics
 
 
-def _all_reduce_max(value: int, strategy) -> int:
-    if not (dist.is_available() and dist.is_initialized()):
-        return value
-    t = torch.tensor([value], dtype=torch.long, device=_device())
-    dist.all_reduce(t, op=dist.ReduceOp.MAX, group=_dp_group(strategy))
-    return int(t.item())
+# ---------------------------------------------------------------------------------------------------------------------
+# The experience-making forward: the entropies of pi_theta_old, for W_k
+# ---------------------------------------------------------------------------------------------------------------------
+# W_k holds the mean entropy of each past batch under the policy that produced it (section 4.2). The training
+# forward's entropies are those of a policy that has already taken optimizer steps on the batch's earlier
+# mini-batches; the experience maker's actor forward (old log-probs: the weights the engines sampled with) holds the
+# right logits, so its entropies at the action positions ride on the experience (`Experience.action_entropy`,
+# patch 0002) at the cost of one entropy over the action positions, no second forward.
+
+
+def epo_old_forward_kwargs(trainer, action_mask: torch.Tensor, attention_mask: torch.Tensor) -> Dict:
+    """PolicyModelActor.forward's extra arguments of the actor call: with EPO on, return the output and the entropy
+    at the action positions (as the training forward computes it)."""
+    if not epo_enabled(trainer.args):
+        return {}
+    return {"return_output": True, "return_entropy": True,
+            **epo_forward_kwargs(trainer, action_mask, attention_mask)}
+
+
+def epo_old_forward_result(trainer, result, action_mask: torch.Tensor):
+    """What PolicyModelActor.forward returns, on the CPU: the old log-probs (B, A), and with EPO on the pair
+    (log-probs, entropies) (B, A) each."""
+    if not epo_enabled(trainer.args):
+        return result.to("cpu")
+    log_probs, output = result
+    return log_probs.to("cpu"), output.entropy[:, -action_mask.shape[1] :].float().to("cpu")
+
+
+def epo_attach_old_entropy(args, samples_list, results) -> list:
+    """The experience maker's side: set each micro-batch's `action_entropy` and return the old log-probs alone."""
+    if not epo_enabled(args):
+        return results
+    log_probs = []
+    for samples, (old_log_probs, entropy) in zip(samples_list, results):
+        samples.action_entropy = entropy
+        log_probs.append(old_log_probs)
+    return log_probs
+
+
+def rollout_policy_entropy(experience) -> torch.Tensor:
+    """(B, A) entropies of pi_theta_old at the action positions, as the experience maker attached them."""
+    entropy = getattr(experience, "action_entropy", None)
+    if entropy is None:
+        raise RuntimeError(
+            "EPO's history W_k needs the entropies of the experience-making forward (Experience.action_entropy), "
+            "which the patched PolicyModelActor.forward returns: is the openrlhf-epo series (patch 0002) applied to "
+            "the OpenRLHF tree that runs the actors and the driver?"
+        )
+    return entropy.to(experience.action_mask.device)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -281,15 +294,16 @@ def epo_shape_advantages(trainer, advantages: torch.Tensor, output, action_mask:
 
 def _turn_layout(experience, action_mask: torch.Tensor):
     """Per token: its turn index and its trajectory's turn count, for per-turn samples or concatenated episodes."""
-    turn_index = _as_tensor(experience.info.get(TURN_INDEX))
-    num_turns = _as_tensor(experience.info.get(NUM_TURNS))
+    turn_index = experience.info.get(TURN_INDEX)
+    turn_index = None if turn_index is None else torch.as_tensor(turn_index)
+    num_turns = turn_counts(experience)
     if turn_index is not None and num_turns is not None:
         shape = action_mask.shape
         return (turn_index.to(action_mask.device).long().unsqueeze(-1).expand(shape),
-                num_turns.to(action_mask.device).long().unsqueeze(-1).expand(shape), num_turns.to(action_mask.device))
+                num_turns.to(action_mask.device).long().unsqueeze(-1).expand(shape))
     turn_ids = turn_ids_from_action_mask(action_mask)
     total = (turn_ids.max(dim=-1, keepdim=True).values + 1).clamp(min=1)
-    return turn_ids.clamp(min=0), total.expand_as(turn_ids), None
+    return turn_ids.clamp(min=0), total.expand_as(turn_ids)
 
 
 def epo_actor_loss(trainer, experience, output, loss, loss_batch_info):
@@ -300,22 +314,27 @@ def epo_actor_loss(trainer, experience, output, loss, loss_batch_info):
     c = state.config
     mask = experience.action_mask
     entropy = output.entropy[:, -mask.shape[1] :]
-    turn_of_token, turns_of_token, num_turns = _turn_layout(experience, mask)
+    turn_of_token, turns_of_token = _turn_layout(experience, mask)
     dp_size = loss_batch_info["dp_size"]
     if c.aggregation == "token_mean":
         weights = token_mean_weights(mask, loss_batch_info["batch_num_tokens"], dp_size)
     else:
-        weights = trajectory_token_weights(mask, num_turns, state.window_trajectories, dp_size)
+        weights = trajectory_weights(trainer, experience, dp_size)
     hbar = state.history.hbar() if c.history == "global" else state.history.hbar_per_turn(turn_of_token)
     term = epo_entropy_term(
         entropy, weights, mask, state.coef(), state.beta(), hbar, c.smoothing, c.smooth_coef, c.kappa_l, c.kappa_r
     )
     if state.collecting:
-        _accumulate(state, entropy.detach(), mask, turn_of_token, turns_of_token, term.out_of_band, c.edge_tokens)
+        _accumulate(state, rollout_policy_entropy(experience), mask, turn_of_token, turns_of_token, c.edge_tokens)
+        # the training forward's entropy: the policy as it moves over the step's mini-batches (drift from W_k's)
+        state.add("train_entropy", (entropy.detach().double() * mask).sum())
+        if term.out_of_band is not None:  # the tokens this loss penalised
+            state.add("out_of_band", term.out_of_band.sum())
+            state.add("band_tokens", mask.sum())
         # L_H and L_smooth of the whole batch, for the logs: sums with the loss's own weights without their window
         # normaliser (B trajectories, or N tokens) and dp_size, divided once every micro-batch on every rank is in
         # (epo_end_step)
-        window = loss_batch_info["batch_num_tokens"] if c.aggregation == "token_mean" else state.window_trajectories
+        window = loss_batch_info["batch_num_tokens"] if c.aggregation == "token_mean" else window_trajectories(trainer)
         unit = weights * (window / dp_size)
         state.add("unit_mass", unit.sum())
         state.add("h_weighted", (entropy.detach() * unit).sum())
@@ -324,7 +343,8 @@ def epo_actor_loss(trainer, experience, output, loss, loss_batch_info):
     return loss + term.delta
 
 
-def _accumulate(state: EPOState, entropy, mask, turn_of_token, turns_of_token, band, edge_tokens: int) -> None:
+def _accumulate(state: EPOState, entropy, mask, turn_of_token, turns_of_token, edge_tokens: int) -> None:
+    """The step's entropy sums: W_k's batch mean (section 4.2), per turn index, and the figures' token subsets."""
     m = mask.bool()
     h = entropy.double() * m
     state.add("entropy", h.sum())
@@ -344,9 +364,6 @@ def _accumulate(state: EPOState, entropy, mask, turn_of_token, turns_of_token, b
     state.add("first_n", first.sum())
     state.add("last", (h * last).sum())
     state.add("last_n", last.sum())
-    if band is not None:
-        state.add("out_of_band", band.sum())
-        state.add("band_tokens", m.sum())
     # per turn index (one host sync for the bin count; everything else stays on the device)
     size = int(turns_of_token.max()) if turns_of_token.numel() else 1
     sums = torch.zeros(size, dtype=torch.float64, device=h.device).scatter_add_(0, turn_of_token.flatten(), h.flatten())

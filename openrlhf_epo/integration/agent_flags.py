@@ -10,7 +10,7 @@ import argparse
 import os
 from dataclasses import fields
 from pathlib import Path
-from typing import Dict, Iterable, Optional
+from typing import Dict, Iterable
 
 from openrlhf_epo.agent.env_pool import WORKERS
 from openrlhf_epo.agent.episode import EpisodeConfig

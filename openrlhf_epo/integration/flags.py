@@ -3,6 +3,7 @@ import argparse
 from dataclasses import fields
 
 from openrlhf_epo.epo.config import EPOConfig, EPOConfigError
+from openrlhf_epo.integration.trajectory_loss import check_loss_aggregation
 
 PREFIX = "actor.epo"
 
@@ -36,8 +37,10 @@ def _upstream(args, dotted: str):
 
 
 def check_epo_args(args) -> None:
-    """Validate the EPO flags against each other and against OpenRLHF's; exit like argparse on a bad value."""
+    """Validate the EPO flags (and --actor.loss_agg_mode trajectory) against each other and against OpenRLHF's; exit
+    like argparse on a bad value."""
     try:
+        check_loss_aggregation(args)  # --actor.loss_agg_mode trajectory (eq. 3), EPO on or off
         config = epo_config_from_args(args)
         if config.enable and _upstream(args, "actor.entropy_coef"):
             raise EPOConfigError(
@@ -54,5 +57,5 @@ def check_epo_args(args) -> None:
             raise EPOConfigError(
                 "--train.async_enable hides the run's length from EPO's schedules: pass --actor.epo.total_steps K"
             )
-    except EPOConfigError as exc:
+    except ValueError as exc:  # EPOConfigError is one
         raise SystemExit(f"train_ppo_ray.py: error: {exc}") from None

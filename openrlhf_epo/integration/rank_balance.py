@@ -25,9 +25,9 @@ import math
 from typing import Dict, List, Optional, Sequence
 
 import torch
-import torch.distributed as dist
 
 from openrlhf_epo.agent.samples import GROUP_ID
+from openrlhf_epo.integration.data_parallel import all_reduce_sum
 
 PAD_SAMPLES_METRIC = "rollout/pad_samples"
 
@@ -132,10 +132,7 @@ def real_value_status(status: Dict, values: torch.Tensor, experience, strategy) 
         return status
     mask = experience.action_mask.to(values.dtype)
     sums = torch.stack([(values.detach() * mask).sum(), mask.sum()]).double()
-    if dist.is_available() and dist.is_initialized():
-        from openrlhf.utils.loss_utils import _get_dp_group
-
-        dist.all_reduce(sums, op=dist.ReduceOp.SUM, group=_get_dp_group(strategy))
+    all_reduce_sum(sums, strategy)
     status["values"] = (sums[0] / sums[1]).item() if sums[1] > 0 else 0.0
     return status
 

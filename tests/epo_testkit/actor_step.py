@@ -13,7 +13,13 @@ gradients are read at each optimizer-step boundary, between backward and DeepSpe
 SPEC: {"epo": {...EPOConfig fields...} | null, "entropy_coef": float | null, "gas": int, "micro_batch": int,
        "rows": [sample indices of this rank], "history": [records] | null, "K": int, "seed": int,
        "steps": int, "first_step": int, "lr": float, "save_to": path, "load_from": path,
-       "advantages": [[float]] | null (replaces the batch's), "hand_term": {...} | null (see hand_term)}
+       "advantages": [[float]] | null (replaces the batch's), "hand_term": {...} | null (see hand_term),
+       "loss_agg_mode": "token-mean" | "seq-mean-token-mean" | "trajectory", "hand_policy": bool (see hand_policy),
+       "record_entropy": bool (each micro-batch's training-forward entropy sum and token count)}
+
+With EPO on, the old log-probs and the entropies of the policy that produced the batch come from the patched
+PolicyModelActor.forward's own calls (epo_old_forward_kwargs / _result) and the experience maker's
+(epo_attach_old_entropy), as in a run.
 """
 import json
 import os
@@ -120,9 +126,35 @@ def hand_term(model, sequences, attention, action_mask, term, prompt, response):
     return {"value": float(value), "grads": grads}
 
 
+def hand_policy(model, sequences, attention, action_mask, old_log_probs, advantages, prompt, response, eps=0.2):
+    """Eq. 3 written out by hand: PPO's clipped surrogate -min(r A, clip(r, 1 - eps, 1 + eps) A) per token, averaged
+    inside each turn, over each trajectory's turns, over the trajectories (SAMPLES' layout); its value and gradient
+    on the model's weights before training. Nothing of openrlhf_epo is used."""
+    position_ids = (attention.cumsum(-1) - 1).masked_fill(attention == 0, 1)
+    logits = model(sequences, attention_mask=attention, position_ids=position_ids).logits.float()
+    logits = logits[:, prompt - 1 : prompt - 1 + response]
+    log_probs = logits.log_softmax(-1).gather(-1, sequences[:, prompt : prompt + response, None])[..., 0]
+    per_trajectory = {}
+    for row, (traj, _, _, _) in enumerate(SAMPLES):
+        terms = []
+        for i in range(response):
+            if action_mask[row, i]:
+                ratio = (log_probs[row, i] - old_log_probs[row, i]).exp()
+                a = advantages[row, i]
+                terms.append(-torch.min(ratio * a, ratio.clamp(1 - eps, 1 + eps) * a))
+        per_trajectory.setdefault(traj, []).append(sum(terms) / len(terms))
+    value = sum(sum(turns) / len(turns) for turns in per_trajectory.values()) / len(per_trajectory)
+    model.zero_grad()
+    value.backward()
+    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    return {"value": float(value), "grads": grads}
+
+
 def make_args(spec):
     args = NS(
-        actor=NS(entropy_coef=spec.get("entropy_coef"), aux_loss_coef=0, eps_clip_low_high=(0.2, 0.2)),
+        actor=NS(entropy_coef=spec.get("entropy_coef"), aux_loss_coef=0, eps_clip_low_high=(0.2, 0.2),
+                 loss_agg_mode=spec.get("loss_agg_mode", "token-mean")),
         algo=NS(kl=NS(use_loss=False, init_coef=0.0, estimator="k1", unbiased_gradient=False)),
         train=NS(dynamic_batch_enable=False, max_epochs=1),
         ds=NS(packing_samples=False, tensor_parallel_size=1),
@@ -159,33 +191,64 @@ def build(spec, world=1, vocab=VOCAB, hidden=32, prompt=PROMPT, response=RESPONS
     if spec.get("advantages") is not None:  # a reference run of hand-shaped advantages (EA)
         advantages = torch.tensor(spec["advantages"], dtype=advantages.dtype)
     with torch.no_grad():
-        old_log_probs = actor(sequences, action_mask, attention) + old_noise * action_mask
+        forward_log_probs = actor(sequences, action_mask, attention)
+        old_log_probs = forward_log_probs + old_noise * action_mask
         position_ids = (attention.cumsum(-1) - 1).masked_fill(attention == 0, 1)
         logits = model(sequences, attention_mask=attention, position_ids=position_ids).logits
 
     hand = hand_term(model, sequences, attention, action_mask, spec["hand_term"], prompt, response) \
         if spec.get("hand_term") else None
+    policy = hand_policy(model, sequences, attention, action_mask, old_log_probs, advantages, prompt, response) \
+        if spec.get("hand_policy") else None
     args = make_args(spec)
     engine, optimizer = deepspeed_engine(model, spec, world)
     actor.model = engine  # as DeepspeedStrategy.prepare leaves it
     trainer = ActorPPOTrainer.__new__(ActorPPOTrainer)  # no Ray, no vLLM sync group
     trainer.strategy = real_strategy(args, engine, spec["gas"])
     trainer.args, trainer.actor, trainer.ema_model, trainer.aux_loss = args, actor, None, False
-    trainer.actor_loss_fn = PolicyLoss(0.2, 0.2, token_level_loss=True)
+    trainer.actor_loss_fn = PolicyLoss(0.2, 0.2, token_level_loss=args.actor.loss_agg_mode == "token-mean")
     trainer.actor_optim = optimizer
     trainer.actor_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    made = {"log_probs": old_log_probs,
+            "entropy": old_policy_entropy(trainer, actor, sequences, attention, action_mask, forward_log_probs)}
+
+    def remake():
+        """The next RL step's experience-making forward, on the weights trained so far (same batch, same noise)."""
+        with torch.no_grad():
+            forward = actor(sequences, action_mask, attention)
+        made["log_probs"] = forward + old_noise * action_mask
+        made["entropy"] = old_policy_entropy(trainer, actor, sequences, attention, action_mask, forward)
 
     def experience_of(rows):
         rows = list(rows)
+        entropy = {} if made["entropy"] is None else {"action_entropy": made["entropy"][rows]}  # patched trees only
         return Experience(
             sequences=sequences[rows], attention_mask=attention[rows], action_mask=action_mask[rows],
-            action_log_probs=old_log_probs[rows], advantages=advantages[rows],
+            action_log_probs=made["log_probs"][rows], advantages=advantages[rows], **entropy,
             info={"turn_index": torch.tensor([SAMPLES[r][1] for r in rows]),
                   "num_turns": torch.tensor([SAMPLES[r][2] for r in rows])},
         )
 
     return NS(trainer=trainer, model=model, logits=logits, action_mask=action_mask, experience_of=experience_of,
-              hand=hand, iter_grad_accum_global_norm=iter_grad_accum_global_norm, openrlhf=openrlhf)
+              remake=remake, hand=hand, policy=policy, iter_grad_accum_global_norm=iter_grad_accum_global_norm, openrlhf=openrlhf)
+
+
+def old_policy_entropy(trainer, actor, sequences, attention, action_mask, log_probs):
+    """With EPO on: the experience-making forward as the patched PolicyModelActor.forward runs it, and the experience
+    maker's split of its result; the (B, A) entropies it attaches. None with EPO off (either tree)."""
+    if getattr(trainer.args.actor, "epo", None) is None or not trainer.args.actor.epo.enable:
+        return None
+    from openrlhf.trainer.ppo_utils.experience import Experience
+    from openrlhf_epo.integration import actor_hooks
+
+    with torch.no_grad():
+        result = actor(sequences, action_mask, attention,
+                       **actor_hooks.epo_old_forward_kwargs(trainer, action_mask, attention))
+    samples = Experience(action_mask=action_mask)
+    [returned] = actor_hooks.epo_attach_old_entropy(trainer.args, [samples],
+                                                    [actor_hooks.epo_old_forward_result(trainer, result, action_mask)])
+    torch.testing.assert_close(returned, log_probs, rtol=0, atol=1e-6)  # the same forward's log-probs, unchanged
+    return samples.action_entropy
 
 
 def main(spec_path, out_path):
@@ -205,8 +268,21 @@ def main(spec_path, out_path):
         saved = torch.load(spec["load_from"], weights_only=False)
         model.load_state_dict(saved["model"])
         actor_hooks.epo_restore(trainer, saved["client_states"])
-    per_step, statuses = [], []
+    per_step, statuses, seen_entropy = [], [], []
+    if spec.get("record_entropy"):  # observe the training forward's entropies (the hook's input), per micro-batch
+        import openrlhf.trainer.ray.ppo_actor as ppo_actor
+
+        inner = ppo_actor.epo_actor_loss
+
+        def recording(trainer, experience, output, loss, loss_batch_info):
+            mask = experience.action_mask
+            seen_entropy.append(((output.entropy[:, -mask.shape[1]:].double() * mask).sum().item(), int(mask.sum())))
+            return inner(trainer, experience, output, loss, loss_batch_info)
+
+        ppo_actor.epo_actor_loss = recording
     for step in range(spec.get("first_step", 0), spec.get("first_step", 0) + spec.get("steps", 1)):
+        if step > spec.get("first_step", 0) or spec.get("load_from"):
+            kit.remake()  # each RL step makes its experience with the weights it starts from
         micro = [experience_of(rows[i : i + spec["micro_batch"]]) for i in range(0, len(rows), spec["micro_batch"])]
         stream = iter_grad_accum_global_norm(iter(micro), trainer.strategy, spec["gas"], lambda e: e.action_mask)
         if epo_on:
@@ -232,6 +308,7 @@ def main(spec_path, out_path):
             "openrlhf_file": openrlhf.__file__, "losses": trainer.strategy.losses, "grads": grads,
             "logits": logits, "action_mask": action_mask, "steps": per_step,
             "policy_losses": [s["metrics"]["policy_loss"].item() for s in statuses], "hand_term": kit.hand,
+            "hand_policy": kit.policy, "training_entropy": seen_entropy,
         }, out_path)
     torch.distributed.destroy_process_group()
 

@@ -130,14 +130,18 @@ def main(spec_path, out_path):
     forward_share = groups.actor_model_group.share(
         "forward", rank, sequences=[s.sequences for s in micro], action_mask=[s.action_mask for s in micro],
         attention_mask=[s.attention_mask for s in micro])
+    trainer = ActorPPOTrainer(strategy, actor, None, optim, scheduler, micro_train_batch_size=args.train.micro_batch_size,
+                              buffer_cpu_offload=True, tokenizer=None, vllm_engines=None)
     actor.eval()
-    with torch.no_grad():
-        mine = [actor(seq, mask, att) for seq, mask, att in zip(forward_share["sequences"],
-                                                                forward_share["action_mask"],
-                                                                forward_share["attention_mask"])]
+    with torch.no_grad():  # PolicyModelActor.forward's call, with its EPO hooks (pi_old's entropies for W_k)
+        mine = [actor_hooks.epo_old_forward_result(
+                    trainer, actor(seq, mask, att, **actor_hooks.epo_old_forward_kwargs(trainer, mask, att)), mask)
+                for seq, mask, att in zip(forward_share["sequences"], forward_share["action_mask"],
+                                          forward_share["attention_mask"])]
     gathered = [None] * world
     torch.distributed.all_gather_object(gathered, mine)
-    old = [lp for share in gathered for lp in share]
+    # the experience maker's side: the entropies onto the samples, the old log-probs returned
+    old = actor_hooks.epo_attach_old_entropy(args, micro, [result for share in gathered for result in share])
     g = torch.Generator().manual_seed(spec["seed"] + 1)
     for exp, log_probs in zip(micro, old):
         exp.action_log_probs = log_probs + 0.05 * torch.randn(log_probs.shape, generator=g) * exp.action_mask
@@ -149,8 +153,6 @@ def main(spec_path, out_path):
     balanced = balance_per_turn_experiences(driver, micro, status)  # PPOTrainer.train_step's hook (patch 0007)
     append_share = driver.actor_model_group.share("append", rank, experience=balanced)
 
-    trainer = ActorPPOTrainer(strategy, actor, None, optim, scheduler, micro_train_batch_size=args.train.micro_batch_size,
-                              buffer_cpu_offload=True, tokenizer=None, vllm_engines=None)
     for experience in append_share["experience"]:
         trainer.replay_buffer.append(experience)
     if spec.get("epo"):

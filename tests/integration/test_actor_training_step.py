@@ -281,3 +281,78 @@ def test_ea_is_ppo_on_entropy_shaped_advantages(trees, tmp_path):
     assert ea["losses"][0] != pytest.approx(base["losses"][0], rel=1e-3)  # the shaping changed the loss
     for key, grad in reference["grads"].items():
         torch.testing.assert_close(ea["grads"][key], grad, rtol=1e-4, atol=1e-7, msg=key)
+
+
+# ---- eq. 3 for the policy loss: --actor.loss_agg_mode trajectory, EPO off and on ------------------------------------
+
+
+def _assert_same_step(result, value, grads, name):
+    assert result["losses"][0] == pytest.approx(value, rel=1e-6, abs=1e-7), name
+    for key, grad in grads.items():
+        torch.testing.assert_close(result["grads"][key], grad, rtol=1e-4, atol=1e-7, msg=f"{name}: {key}")
+
+
+def test_upstream_aggregations_stay_bitwise_upstream(trees, tmp_path):
+    """The patched loss.py takes token weights; without them seq-mean-token-mean is upstream's, bit for bit."""
+    vanilla = run_step(trees["pristine"], tmp_path, "seq-vanilla", loss_agg_mode="seq-mean-token-mean")
+    patched = run_step(trees["patched"], tmp_path, "seq-patched", loss_agg_mode="seq-mean-token-mean",
+                       epo={"enable": False})
+    assert patched["losses"] == vanilla["losses"]
+    for name, grad in vanilla["grads"].items():
+        assert torch.equal(patched["grads"][name], grad), name
+
+
+def test_trajectory_policy_loss_is_eq3_under_micro_batches_and_two_ranks(trees, tmp_path):
+    full = run_step(trees["patched"], tmp_path, "traj-full", loss_agg_mode="trajectory", epo={"enable": False},
+                    hand_policy=True)
+    hand = full["hand_policy"]
+    _assert_same_step(full, hand["value"], hand["grads"], "one micro-batch")
+    token_mean = run_step(trees["pristine"], tmp_path, "traj-token-mean")
+    assert full["losses"][0] != pytest.approx(token_mean["losses"][0], rel=1e-3)  # the weighting changed the loss
+    for name, split in {"micro1": dict(micro_batch=1, gas=8), "micro2": dict(micro_batch=2, gas=4)}.items():
+        part = run_step(trees["patched"], tmp_path, f"traj-{name}", loss_agg_mode="trajectory", epo={"enable": False},
+                        **split)
+        for key, grad in hand["grads"].items():
+            torch.testing.assert_close(part["grads"][key], grad, rtol=1e-4, atol=1e-7, msg=f"{name}: {key}")
+    # two ranks, turns of one trajectory on both: the window's trajectory count is all-reduced
+    dp = run_step(trees["patched"], tmp_path, "traj-dp2", world=2, loss_agg_mode="trajectory", epo={"enable": False},
+                  micro_batch=2, gas=2, interleave=True)
+    for key, grad in hand["grads"].items():
+        torch.testing.assert_close(dp["grads"][key], grad, rtol=1e-4, atol=1e-7, msg=f"dp2: {key}")
+
+
+def test_trajectory_policy_loss_with_epo_is_both_hand_terms(trees, tmp_path):
+    hand = {**HAND, "beta": _beta(K_STEP, K_ABLATION), "hbar": GLOBAL_HBAR}
+    both = run_step(trees["patched"], tmp_path, "traj-epo", loss_agg_mode="trajectory", epo=EPO, hand_policy=True,
+                    hand_term=hand, history=HISTORY, first_step=K_STEP, K=K_ABLATION)
+    policy, term = both["hand_policy"], both["hand_term"]
+    _assert_same_step(both, policy["value"] + term["value"],
+                      {k: g + term["grads"][k] for k, g in policy["grads"].items()}, "trajectory + EPO")
+
+
+# ---- W_k: the entropy of the policy that produced the batch -------------------------------------------------------
+
+
+def test_history_holds_the_entropy_of_the_policy_that_made_the_batch(trees, tmp_path):
+    """Four optimizer steps inside one RL step (micro-batches of two, no accumulation, a large learning rate): W_k's
+    new entry, the per-turn means and figure 7d's token subsets are the entropies of the weights the batch was made
+    with (the experience-making forward), not those of the training forward, which moves after the first window."""
+    result = run_step(trees["patched"], tmp_path, "old-entropy", epo={**EPO, "edge_tokens": 2}, history=HISTORY,
+                      first_step=3, micro_batch=2, gas=1, lr=20.0, record_entropy=True)
+    mask, h = result["action_mask"], _entropies(result["logits"])  # the logits of the weights before training
+    end = result["steps"][0]["end"]
+    assert end["epo/batch_entropy"] == pytest.approx(h[mask].mean().item(), rel=1e-5)
+    for turn in range(4):
+        rows = [r for r, (_, t, _, _) in enumerate(SAMPLES) if t == turn]
+        assert end[f"epo/entropy_turn_{turn}"] == pytest.approx(h[rows][mask[rows]].mean().item(), rel=1e-5)
+    first = [h[r, i].item() for r in range(len(SAMPLES)) for i in [j for j in range(RESPONSE) if mask[r, j]][:2]]
+    assert end["epo/entropy_first_tokens"] == pytest.approx(sum(first) / len(first), rel=1e-5)
+    seen = result["training_entropy"]  # (entropy sum, tokens) of each micro-batch's training forward
+    assert len(seen) == 4
+    first_window = h[:2][mask[:2]].sum().item()
+    assert seen[0][0] == pytest.approx(first_window, rel=1e-5)  # window 1 trains on the weights it was made with
+    training_mean = sum(s for s, _ in seen) / sum(n for _, n in seen)
+    print(f"W_k entry {end['epo/batch_entropy']:.6f} (pi_old) vs first-epoch training-forward mean {training_mean:.6f}")
+    assert end["epo/train_forward_entropy"] == pytest.approx(training_mean, rel=1e-5)  # logged beside W_k's entry
+    # the training forward's policy moved: taking W_k from it would have logged another number
+    assert abs(training_mean - end["epo/batch_entropy"]) > 1e-3

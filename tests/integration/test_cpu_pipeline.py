@@ -49,8 +49,10 @@ def runs(request, tmp_path_factory, alfworld_game):
     before = {pid for pid, _ in venv_processes(*NEEDLES) + engine_processes()}
     invocations = [(1, False), (2, True)] if estimator == "group_norm" else [(2, False)]
     env = dict(os.environ, OPENRLHF_EPO_ALFWORLD_GAMES=str(games), RAY_DEDUP_LOGS="0")
+    # PPO trains with eq. 3's aggregation of the policy loss (patch 0009), GRPO with upstream's token mean
+    extra = SCHEDULE + (["--actor.loss_agg_mode", "trajectory"] if estimator == "gae" else [])
     done = [run(train_command(work, model, data, shape=HYBRID_SHAPE, estimator=estimator, episodes=episodes,
-                              train_batch=TRAIN_BATCH, resume=resume, extra=SCHEDULE), env)
+                              train_batch=TRAIN_BATCH, resume=resume, extra=extra), env)
             for episodes, resume in invocations]
     left = left_behind(before)
     rows = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines()]
@@ -78,7 +80,8 @@ def test_every_invocation_finishes_and_says_what_the_cpu_changes(runs, report):
 def test_steps_log_finite_losses_and_both_environments(runs):
     rows = _train_rows(runs)
     assert [r["step"] for r in rows] == ([1, 2, 3, 4] if runs["estimator"] == "group_norm" else [1, 2])
-    keys = ["policy_loss", "epo/entropy_loss", "epo/smooth_loss", "actor_grad_norm"]
+    keys = ["policy_loss", "epo/entropy_loss", "epo/smooth_loss", "actor_grad_norm", "epo/batch_entropy",
+            "epo/train_forward_entropy"]
     if runs["estimator"] == "gae":
         keys += ["critic_loss", "values"]
     for r in rows:
