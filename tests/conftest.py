@@ -1,4 +1,6 @@
-"""Fixtures shared by the whole suite: pristine upstream releases from PyPI, unzipped into temporary trees."""
+"""Fixtures shared by the whole suite: pristine upstream releases from PyPI, unzipped into temporary trees; and the
+suite's leak check: no process the suite started (Ray, JVMs, vLLM engine cores, environment children, trainers)
+may outlive it."""
 import os
 import subprocess
 import sys
@@ -6,6 +8,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "epo_testkit"))
+import leak_check  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("OPENRLHF_EPO_CACHE", Path.home() / ".cache" / "openrlhf-epo"))
@@ -79,6 +84,11 @@ def snapshot():
 _REPORTS = []
 
 
+def pytest_configure(config):
+    if not config.pluginmanager.has_plugin("leak_check"):
+        config.pluginmanager.register(leak_check, "leak_check")
+
+
 @pytest.fixture
 def report():
     """report(line): a figure a test measured (e.g. upstream's test count), printed in the session summary."""
@@ -109,3 +119,23 @@ def alfworld_game(tmp_path_factory):
         return spec, plan, cache
 
     return make
+
+
+@pytest.fixture(scope="session")
+def scienceworld_gold():
+    """scienceworld_gold(task, variation) -> the simulator's own gold action sequence (the stock ScienceWorldEnv)."""
+    paths = {}
+
+    def get(task: str, variation: int):
+        if (task, variation) not in paths:
+            from scienceworld import ScienceWorldEnv as Stock
+
+            stock = Stock("", envStepLimit=100)
+            try:
+                stock.load(task, variation, "easy", generateGoldPath=True)
+                paths[task, variation] = stock.get_gold_action_sequence()
+            finally:
+                stock.close()
+        return paths[task, variation]
+
+    return get

@@ -23,7 +23,7 @@ from typing import Any, List, Optional
 
 from openrlhf_epo.agent.parsing import parse_turn
 from openrlhf_epo.agent.prompts import TurnContext, render_chat, render_continuation, render_prompt
-from openrlhf_epo.envs.base import TaskSpec, TextEnv
+from openrlhf_epo.envs.base import EnvTimeout, TaskSpec, TextEnv
 
 DEFAULT_MAX_TURNS = {"alfworld": 50, "scienceworld": 30}
 
@@ -39,6 +39,7 @@ class EpisodeConfig:
     require_think: bool = True
     require_admissible: bool = False  # peers do not check the action against the admissible list
     max_action_chars: int = 200
+    env_timeout_s: float = 300.0  # bound of every environment reset and step; a slower one is killed, its episode lost
 
     def turns_for(self, env: str) -> int:
         return self.max_turns or DEFAULT_MAX_TURNS.get(env, 30)
@@ -72,8 +73,12 @@ class Episode:
     won: bool = False
     done: bool = False  # the environment ended it (win, loss, its own limit); False = our turn limit
     context_full: bool = False  # token stream: the next turn's context would not fit the prompt budget
-    error: Optional[str] = None  # the environment failed (e.g. a JVM died); the episode ends, lost
+    error: Optional[str] = None  # the environment failed (crashed, hung, raised): the episode ends, never trained on
     success_reward: float = 1.0
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
 
     @property
     def outcome_reward(self) -> float:
@@ -95,6 +100,19 @@ def _sampling_for_turn(sampling_params, max_tokens: int):
     params.stop = stop
     params.include_stop_str_in_output = True
     return params
+
+
+async def env_call(env: TextEnv, timeout: float, method: str, *args):
+    """env.<method>(*args) in a worker thread, bounded by `timeout` seconds: an environment that takes longer is
+    killed (which ends the blocked call) and EnvTimeout raised. The JVM, a PDDL engine: nothing here is awaitable."""
+    call = asyncio.ensure_future(asyncio.to_thread(getattr(env, method), *args))
+    done, _ = await asyncio.wait([call], timeout=timeout)
+    if call in done:
+        return call.result()
+    await asyncio.to_thread(env.kill)
+    call.add_done_callback(lambda f: f.exception())  # the killed call's error is expected: do not log it as lost
+    raise EnvTimeout(f"the {getattr(env, 'name', 'environment')} environment did not answer {method} within "
+                     f"{timeout:g} s (--agent.env_timeout_s); it was killed")
 
 
 def _logprobs_of(output) -> Optional[List[float]]:
@@ -156,6 +174,10 @@ def fit_continuation(ctx: TurnContext, tokenizer, max_tokens: int, after_eos: bo
     return (ids, shown) if len(ids) <= max_tokens else None
 
 
+def _describe(exc: BaseException, during: str) -> str:
+    return f"{during}: {type(exc).__name__}: {exc}"
+
+
 async def run_episode(
     env: TextEnv,
     spec: TaskSpec,
@@ -167,7 +189,10 @@ async def run_episode(
 ) -> Episode:
     """Play `spec` to the end in `env` (already constructed, reused across episodes); `stream`: each turn is generated
     from the episode's whole token stream (see the module docstring), else from its history-window prompt."""
-    observation = await asyncio.to_thread(env.reset, spec, True)
+    try:
+        observation = await env_call(env, config.env_timeout_s, "reset", spec, True)
+    except Exception as exc:  # noqa: BLE001 - a crashed, hung or raising environment fails the episode, not the run
+        return Episode(spec=spec, task="", success_reward=config.success_reward, error=_describe(exc, "reset"))
     episode = Episode(spec=spec, task=observation.task, success_reward=config.success_reward)
     history = []
     current, actions = observation.text, observation.admissible
@@ -178,7 +203,11 @@ async def run_episode(
         output = output.outputs[0]
         parsed = parse_turn(output.text, actions, config.require_admissible, config.require_think,
                             config.max_action_chars)
-        result = await asyncio.to_thread(env.step, parsed.action, True)
+        try:
+            result = await env_call(env, config.env_timeout_s, "step", parsed.action, True)
+        except Exception as exc:  # noqa: BLE001
+            episode.error = _describe(exc, f"step {index}")
+            break
         turn = Turn(
             index=index, prompt_ids=list(prompt_ids), response_ids=list(output.token_ids), response_text=output.text,
             logprobs=_logprobs_of(output), finish_reason=getattr(output, "finish_reason", None),
@@ -189,8 +218,9 @@ async def run_episode(
         episode.turns.append(turn)
         history.append((current, parsed.action))
         current, actions = result.observation, result.info.get("admissible")
-        if result.info.get("error"):
+        if result.info.get("error"):  # the adapter saw its environment die (ScienceWorld's JVM)
             episode.error = str(result.info["error"])
+            break
         if result.done:
             episode.done, episode.won = True, bool(result.won)
             break

@@ -17,6 +17,8 @@ from typing import Any, Dict, List
 from openrlhf_epo.agent.episode import Episode
 
 TURN_INDEX, NUM_TURNS, TRAJ_ID, GROUP_ID = "turn_index", "num_turns", "traj_id", "group_id"
+# The executor's answer for one episode: its samples, or (environment failed) none and what failed
+AGENT_SAMPLES, ENV_ERROR = "openrlhf_epo_samples", "openrlhf_epo_env_error"
 SAMPLE_KEYS = (TURN_INDEX, NUM_TURNS, TRAJ_ID, GROUP_ID, "turns", "won", "invalid", "episode_return", "invalid_count")
 MODES = ("per_turn", "concat")
 

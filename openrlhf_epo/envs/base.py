@@ -17,6 +17,10 @@ class EnvironmentError_(RuntimeError):
     """An environment failed (crashed process, unloadable game); the message says which instance and why."""
 
 
+class EnvTimeout(EnvironmentError_):
+    """An environment that did not answer in time (--agent.env_timeout_s): it was killed."""
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     env: str  # "scienceworld" | "alfworld"
@@ -83,6 +87,16 @@ class TextEnv(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release the instance (processes included); idempotent."""
+
+    def alive(self) -> bool:
+        """Whether the instance can still serve an episode (its process runs); the pool never leases a dead one."""
+        return True
+
+    def kill(self) -> None:
+        """Stop the instance at once, even in the middle of a call that hangs (its processes killed, no clean
+        shutdown), so that the blocked call returns with an error; idempotent. An instance without processes of its
+        own can only be closed: a call stuck in it keeps its thread until it returns."""
+        self.close()
 
     def __enter__(self):
         return self

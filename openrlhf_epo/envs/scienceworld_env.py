@@ -45,7 +45,7 @@ import threading
 import weakref
 from typing import Any, Dict, List, Optional, Sequence
 
-from openrlhf_epo.envs.base import EnvironmentError_, Observation, StepResult, TaskSpec, TextEnv
+from openrlhf_epo.envs.base import EnvironmentError_, EnvTimeout, Observation, StepResult, TaskSpec, TextEnv
 from openrlhf_epo.envs.scienceworld_splits import MAX_VARIATIONS, check_task
 
 # -Xmx512m -XX:+UseSerialGC: Java's default heap is 1/4 of RAM and keeps growing (590 MB after the benchmark, 0.6-2.3 GB
@@ -92,8 +92,8 @@ class _Jvm:
     collected or the interpreter exits.
     """
 
-    def __init__(self, java_options: Sequence[str], label: str):
-        from py4j.java_gateway import GatewayParameters, JavaGateway, find_jar_path
+    def __init__(self, java_options: Sequence[str], label: str, start_timeout: Optional[float] = None):
+        from py4j.java_gateway import find_jar_path
         from scienceworld.constants import BASEPATH, JAR_PATH
 
         # What py4j's launch_gateway does (as the stock class calls it), but holding the process from the first
@@ -113,6 +113,33 @@ class _Jvm:
             raise EnvironmentError_(
                 f"{label}: no `java` on PATH; ScienceWorld needs Java 17 (apt-get install openjdk-17-jre-headless)"
             ) from None
+        # A JVM that hangs while starting (no port line, or a frozen gateway) is killed when start_timeout runs out:
+        # the blocked read or py4j call then fails at once.
+        fired = threading.Event()
+
+        def expire():
+            fired.set()
+            self.proc.kill()
+
+        watchdog = threading.Timer(start_timeout, expire) if start_timeout else None
+        if watchdog is not None:
+            watchdog.daemon = True
+            watchdog.start()
+        try:
+            self._connect(label, java_options)
+        except EnvironmentError_:
+            if fired.is_set():
+                raise EnvTimeout(f"{label}: the ScienceWorld JVM did not start within {start_timeout:g} s; it was "
+                                 "killed") from None
+            raise
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
+
+    def _connect(self, label: str, java_options: Sequence[str]) -> None:
+        """Read the JVM's port, open the gateway and set the simulator up."""
+        from py4j.java_gateway import GatewayParameters, JavaGateway
+
         first_line = self.proc.stdout.readline()
         try:
             port = int(first_line)
@@ -255,6 +282,8 @@ class ScienceWorldEnv(TextEnv):
             reproducible (`DEFAULT_JAVA_OPTIONS`); without "-XX:hashCode=2" steps are about 1.2x faster, but a
             room's objects are listed in a different order from one reset to the next.
         name: the instance's name in error messages (default "scienceworld-<n>").
+        start_timeout: seconds a JVM may take to start (at construction and at every restart); a slower one is
+            killed (EnvTimeout). None: no bound.
     """
 
     name = "scienceworld"
@@ -267,6 +296,7 @@ class ScienceWorldEnv(TextEnv):
         env_step_limit: int = DEFAULT_ENV_STEP_LIMIT,
         java_options: Sequence[str] = DEFAULT_JAVA_OPTIONS,
         name: Optional[str] = None,
+        start_timeout: Optional[float] = None,
     ):
         self.simplifications = check_simplifications(simplifications)
         self.max_turns = _check_max_turns(max_turns)
@@ -274,6 +304,7 @@ class ScienceWorldEnv(TextEnv):
             raise ValueError(f"env_step_limit={env_step_limit!r} must be a positive integer")
         self.env_step_limit = env_step_limit
         self.java_options = tuple(java_options)
+        self.start_timeout = start_timeout
         self.label = name or f"scienceworld-{next(self._instances)}"
         self._jvm: Optional[_Jvm] = None
         self._finalizer: Optional[weakref.finalize] = None
@@ -286,7 +317,7 @@ class ScienceWorldEnv(TextEnv):
     # ---- the JVM's lifetime --------------------------------------------------------------------------------------
     def _start_jvm(self) -> None:
         self._stop_jvm()
-        jvm = _Jvm(self.java_options, self.label)
+        jvm = _Jvm(self.java_options, self.label, self.start_timeout)
         self._jvm = jvm
         self._finalizer = weakref.finalize(self, jvm.close)  # also runs at interpreter exit
         self._restart_needed = False
@@ -306,6 +337,13 @@ class ScienceWorldEnv(TextEnv):
         self._stop_jvm()
         self._closed = True
         self._done = True
+
+    def kill(self) -> None:
+        """SIGKILL the JVM first (a py4j call blocked on its socket then fails at once), then close."""
+        jvm = self._jvm
+        if jvm is not None and jvm.proc.poll() is None:
+            jvm.proc.kill()
+        self.close()
 
     def _where(self) -> str:
         pid = self.java_pid

@@ -14,7 +14,7 @@ import multiprocessing
 import pickle
 from typing import Any, Dict, List, Optional
 
-from openrlhf_epo.envs.base import EnvironmentError_, Observation, StepResult, TaskSpec, TextEnv
+from openrlhf_epo.envs.base import EnvironmentError_, EnvTimeout, Observation, StepResult, TaskSpec, TextEnv
 from openrlhf_epo.envs.registry import make_env
 
 
@@ -69,9 +69,10 @@ def _portable(exc: BaseException) -> BaseException:
 
 
 class SubprocessEnv(TextEnv):
-    """`env_name`'s environment (constructed with `kwargs`) in a child process; same interface, same answers."""
+    """`env_name`'s environment (constructed with `kwargs`) in a child process; same interface, same answers.
+    start_timeout: a child that has not built its environment within it is killed (EnvTimeout)."""
 
-    def __init__(self, env_name: str, **kwargs):
+    def __init__(self, env_name: str, start_timeout: Optional[float] = None, **kwargs):
         self.name = env_name
         context = multiprocessing.get_context("spawn")
         self._conn, child = context.Pipe()
@@ -80,13 +81,17 @@ class SubprocessEnv(TextEnv):
         self._proc.start()
         child.close()
         self._closed = False
-        self._receive("start")
+        self._receive("start", timeout=start_timeout)
 
     @property
     def pid(self) -> Optional[int]:
         return self._proc.pid
 
-    def _receive(self, what: str):
+    def _receive(self, what: str, timeout: Optional[float] = None):
+        if timeout is not None and not self._conn.poll(timeout):
+            self.kill()
+            raise EnvTimeout(f"the {self.name} environment process (pid {self._proc.pid}) did not {what} within "
+                             f"{timeout:g} s; it was killed")
         try:
             ok, value = self._conn.recv()
         except (EOFError, OSError):
@@ -121,6 +126,16 @@ class SubprocessEnv(TextEnv):
     def attribute(self, name: str) -> Any:
         """An attribute of the environment object in the child (e.g. ALFWorld's `walkthrough`)."""
         return self._call("attribute", name)
+
+    def alive(self) -> bool:
+        return not self._closed and self._proc.is_alive()
+
+    def kill(self) -> None:
+        """SIGKILL the child: a call blocked on its pipe gets EOF and raises EnvironmentError_."""
+        if self._proc.is_alive():
+            self._proc.kill()
+        self._proc.join(timeout=5)
+        self.close()
 
     def close(self) -> None:
         if self._closed:

@@ -8,12 +8,14 @@ The flags are generated from the dataclasses' fields: one source of truth for na
 """
 import argparse
 import os
+import sys
 from dataclasses import fields
 from pathlib import Path
 from typing import Dict, Iterable
 
 from openrlhf_epo.agent.env_pool import WORKERS
 from openrlhf_epo.agent.episode import EpisodeConfig
+from openrlhf_epo.envs.task_check import check_dataset_files
 from openrlhf_epo.integration.lr_schedule import rl_steps
 
 PREFIX = "agent"
@@ -32,6 +34,8 @@ _EPISODE_HELP = {
     "require_think": "an output without <think>...</think> is invalid",
     "require_admissible": "an action outside the environment's admissible list is invalid",
     "max_action_chars": "an action longer than this is invalid",
+    "env_timeout_s": "seconds every environment build, reset and step may take; a slower environment is killed and "
+                     "its episode counted in rollout/env_errors, not trained on",
 }
 
 
@@ -52,6 +56,11 @@ def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
              "process's instances), thread (in the engine actor), auto: process for ALFWorld, thread for ScienceWorld "
              "(its work runs in its own JVM) (default: auto)",
     )
+    group.add_argument(
+        f"--{PREFIX}.max_env_error_ratio", type=float, default=0.5,
+        help="stop the run when more than this share of a step's episodes lost their environment (crashed, hung, "
+             "raised; such episodes are never trained on) (default: 0.5)",
+    )
     for f in fields(EpisodeConfig):
         flag, helptext = f"--{PREFIX}.{f.name}", _EPISODE_HELP[f.name]
         if f.default is not None:
@@ -70,7 +79,7 @@ def agent_config_json(args) -> str:
     section = args.agent
     episode = {f.name: getattr(section, f.name) for f in fields(EpisodeConfig)}
     return AgentConfig(mode=section.mode, pool_size=section.pool_size, env_workers=section.env_workers,
-                       episode=episode).to_json()
+                       max_env_error_ratio=section.max_env_error_ratio, episode=episode).to_json()
 
 
 def _per_response_settings(args):
@@ -115,10 +124,24 @@ def check_agent_args(args) -> None:
                 f"= {need}: samples would be cut; raise --data.max_len to {need}"
             )
         config = agent_config_json(args)
+        _check_task_data(args)
     except ValueError as exc:
         raise SystemExit(f"train_ppo_ray.py: error: {exc}") from None
     args.train.agent_func_path = EXECUTOR_FILE
     os.environ[CONFIG_ENV] = config
+
+
+def _check_task_data(args) -> None:
+    """Every line of the prompt and eval datasets names a playable task instance (envs/task_check.py), before Ray."""
+    if not args.data.label_key:
+        raise ValueError(f"--agent.mode {args.agent.mode} needs --data.label_key: the column holding each line's task "
+                         "spec ('label' in the files of `openrlhf-epo data`)")
+    unchecked = []
+    for datasets, input_key in ((args.data.prompt_dataset, args.data.input_key), (args.eval.dataset, None)):
+        unchecked += check_dataset_files(datasets, args.data.label_key, input_key)
+    if unchecked:
+        print(f"openrlhf-epo: task data not checked before the run (not a local .json / .jsonl file): "
+              f"{', '.join(unchecked)}", file=sys.stderr)
 
 
 def agent_runtime_env() -> Dict[str, str]:

@@ -5,6 +5,10 @@ id: success rate (overall and per task type), episode return, turns per episode,
 (invalid turns / all turns). Evaluation reports them per data source (the `datasource` field of the dataset: e.g.
 `alfworld_iid`, `alfworld_ood`, written by `openrlhf-epo data`) with upstream's key scheme, `eval_<source>_pass1`
 being the success rate, so upstream's best-checkpoint tracking picks it up.
+
+Episodes whose environment failed are not among them (never trained on, nor scored): they are counted apart,
+`rollout/env_errors` / `eval_env_errors` and per environment `..._env_errors_<env>`, with `..._env_error_dropped` the
+healthy episodes of groups left with fewer than two (rollout_hooks.py).
 """
 from collections import defaultdict
 from dataclasses import dataclass
@@ -14,6 +18,7 @@ import torch
 
 from openrlhf_epo.agent.samples import GROUP_ID, TRAJ_ID
 from openrlhf_epo.envs.base import TaskSpec
+from openrlhf_epo.integration.rollout_hooks import ENV_EPISODES, ENV_ERRORS, env_error_counts
 
 
 @dataclass
@@ -76,14 +81,25 @@ def summarize(records: List[EpisodeRecord], prefix: str) -> Dict[str, float]:
     return out
 
 
+def env_error_stats(experiences: Iterable, prefix: str) -> Dict[str, float]:
+    """Failed-episode counts the experiences carry ({} for samples without them: other executors)."""
+    experiences = list(experiences)
+    if not any(ENV_ERRORS in e.info for e in experiences):
+        return {}
+    counts = env_error_counts(experiences)
+    return {f"{prefix}{key}": value for key, value in counts.items() if key != ENV_EPISODES}
+
+
 def rollout_stats(experiences: Iterable) -> Dict[str, float]:
     """`rollout/*` episode metrics of one training step's experiences ({} for non-agent samples)."""
-    return summarize(episodes(experiences), "rollout/")
+    experiences = list(experiences)
+    return {**summarize(episodes(experiences), "rollout/"), **env_error_stats(experiences, "rollout/")}
 
 
 def eval_metrics(experiences: Iterable, eval_dataloader, n_samples_per_prompt: int) -> Optional[Dict[str, float]]:
     """Evaluation metrics of agent episodes per data source and overall; None when the samples are not agent
     episodes (upstream's compute_eval_metrics applies)."""
+    experiences = list(experiences)
     records = episodes(experiences)
     if not records:
         return None
@@ -93,7 +109,7 @@ def eval_metrics(experiences: Iterable, eval_dataloader, n_samples_per_prompt: i
     by_source = defaultdict(list)
     for r in records:
         by_source[source_of.get(r.prompt, "unknown")].append(r)
-    logs = summarize(records, "eval_")
+    logs = {**summarize(records, "eval_"), **env_error_stats(experiences, "eval_")}
     for source, group in sorted(by_source.items()):
         stats = summarize(group, f"eval_{source}_")
         logs.update(stats)

@@ -3,8 +3,12 @@
 - `expand_agent_responses`: one rollout request (one prompt, n trajectories of the same task instance) comes back as
   n response dicts, each carrying its episode's per-turn samples under AGENT_SAMPLES; they are flattened into
   upstream-shaped responses, one per turn, with a group id for the request and a trajectory id per episode.
+  Episodes whose environment failed (ENV_ERROR) bring no samples: the group's baseline is over its healthy members,
+  and a group of several episodes with fewer than two healthy ones is dropped whole. The failures are counted on the
+  group's first sample (`env_errors*` in its info; a dropped group's counts go to the next group that comes back).
 - `take_rollout_chunk`: the generator hands out whole groups (never half an episode): per-turn sample counts vary;
-  `buffer_short` says when its buffer holds fewer groups than a chunk takes, so that it generates more first.
+  `buffer_short` says when its buffer holds fewer groups than a chunk takes, so that it generates more first. It
+  stops the run when more than --agent.max_env_error_ratio of the chunk's episodes failed.
 - `grouped_rewards`: the group baseline over one return per trajectory, by explicit ids (agent/grouping.py),
   instead of upstream's consecutive blocks of n samples.
 - `agent_group_kept` / `dynamic_filtering_pass_rate`: dynamic filtering over one return per trajectory;
@@ -17,12 +21,59 @@ import torch
 from openrlhf.utils.logging_utils import init_logger
 
 from openrlhf_epo.agent.grouping import BASELINE_ESTIMATORS, trajectory_group_baseline
-from openrlhf_epo.agent.samples import GROUP_ID, NUM_TURNS, TRAJ_ID
+from openrlhf_epo.agent.samples import AGENT_SAMPLES, ENV_ERROR, GROUP_ID, NUM_TURNS, TRAJ_ID
+from openrlhf_epo.envs.base import ENVIRONMENTS
 from openrlhf_epo.epo.aggregation import trajectory_token_weights
+from openrlhf_epo.integration.agent_executor import AgentConfig
 
 logger = init_logger(__name__)  # upstream's logger: its own "Filtered out" lines go there too
 
-AGENT_SAMPLES = "openrlhf_epo_samples"
+# Per-sample counts of failed episodes (info keys), nonzero on the first sample of a group only
+ENV_ERRORS, ENV_EPISODES, ENV_DROPPED = "env_errors", "env_episodes", "env_error_dropped"
+ENV_ERRORS_OF = {env: f"env_errors_{env}" for env in ENVIRONMENTS}
+ENV_COUNT_KEYS = (ENV_ERRORS, ENV_EPISODES, ENV_DROPPED, *ENV_ERRORS_OF.values())
+
+
+class EnvErrorTally:
+    """Failed and attempted episodes not yet written onto a sample, and the last error of each environment."""
+
+    def __init__(self):
+        self.pending = dict.fromkeys(ENV_COUNT_KEYS, 0.0)
+        self.last_error: Dict[str, str] = {}
+
+    def count(self, responses: List[Dict]) -> List[Dict]:
+        """Record one request's episodes; return its healthy responses."""
+        healthy = []
+        for response in responses:
+            failure = response.get(ENV_ERROR)
+            if failure is None:
+                healthy.append(response)
+                continue
+            self.pending[ENV_ERRORS] += 1
+            self.pending[ENV_ERRORS_OF[failure["env"]]] += 1
+            self.last_error[failure["env"]] = failure["error"]
+        self.pending[ENV_EPISODES] += len(responses)
+        if len(responses) > 1 and len(healthy) < 2:  # a group baseline needs two returns: the group is dropped
+            self.pending[ENV_DROPPED] += len(healthy)
+            return []
+        return healthy
+
+    def take(self) -> Dict[str, float]:
+        counts, self.pending = self.pending, dict.fromkeys(ENV_COUNT_KEYS, 0.0)
+        return counts
+
+    def give_back(self, experiences: List) -> None:
+        """The counts a dropped group carried (dynamic filtering), for the next group."""
+        for e in experiences:
+            for key in ENV_COUNT_KEYS:
+                if key in e.info:
+                    self.pending[key] += float(torch.as_tensor(e.info[key]).sum())
+
+    def describe(self) -> str:
+        return "; ".join(f"{env}: {error[:400]}" for env, error in sorted(self.last_error.items()))
+
+
+_DRIVER_TALLY = EnvErrorTally()  # in the process that runs the samples generator (driver, or the async generator)
 
 
 class IdSource:
@@ -41,19 +92,25 @@ class IdSource:
 _DRIVER_IDS = IdSource()
 
 
-def expand_agent_responses(responses: Iterable[Dict], ids: Optional[IdSource] = None) -> List[Dict]:
-    """Flatten one request's responses: per-turn samples get ids; responses of other executors pass unchanged."""
-    ids = ids or _DRIVER_IDS
+def expand_agent_responses(responses: Iterable[Dict], ids: Optional[IdSource] = None,
+                           tally: Optional[EnvErrorTally] = None) -> List[Dict]:
+    """Flatten one request's responses: per-turn samples get ids, failed episodes are counted and left out (see the
+    module docstring); responses of other executors pass unchanged."""
+    ids, tally = ids or _DRIVER_IDS, tally or _DRIVER_TALLY
     responses = list(responses)
     if not any(isinstance(r, dict) and AGENT_SAMPLES in r for r in responses):
         return responses
+    healthy = tally.count(responses)
+    if not healthy:
+        return []
     group = ids.next_group()
+    counts, nothing = tally.take(), dict.fromkeys(ENV_COUNT_KEYS, 0.0)
     flat = []
-    for response in responses:
+    for response in healthy:
         trajectory = ids.next_trajectory()
         for sample in response[AGENT_SAMPLES]:
             sample = dict(sample, extra_logs=dict(sample.get("extra_logs", {})))
-            sample["extra_logs"].update({GROUP_ID: group, TRAJ_ID: trajectory})
+            sample["extra_logs"].update({GROUP_ID: group, TRAJ_ID: trajectory, **(nothing if flat else counts)})
             flat.append(sample)
     return flat
 
@@ -73,10 +130,15 @@ def buffer_short(buffer: List, chunk_size: int, groups_per_chunk: int) -> bool:
     return len({_group_of(experience) for experience in buffer}) < groups_per_chunk
 
 
-def take_rollout_chunk(buffer: List, chunk_size: int, groups_per_chunk: int) -> Tuple[List, List]:
+def take_rollout_chunk(buffer: List, chunk_size: int, groups_per_chunk: int,
+                       tally: Optional[EnvErrorTally] = None) -> Tuple[List, List]:
     """(chunk, rest): upstream's first chunk_size samples, or, for per-turn samples, every sample of the first
-    `groups_per_chunk` groups (in buffer order)."""
+    `groups_per_chunk` groups (in buffer order). Raises when too many of the chunk's episodes failed."""
+    tally = tally or _DRIVER_TALLY
     if not buffer or _group_of(buffer[0]) is None:
+        if not buffer and tally.pending[ENV_ERRORS]:  # every episode of the step failed (or its group was dropped)
+            raise RuntimeError(f"openrlhf-epo: no episode of this step kept its environment ({_by_env(tally.pending)} "
+                               f"of {int(tally.pending[ENV_EPISODES])} failed); last error: {tally.describe()}")
         return buffer[:chunk_size], buffer[chunk_size:]
     chosen, chunk, rest = [], [], []
     for experience in buffer:
@@ -84,7 +146,33 @@ def take_rollout_chunk(buffer: List, chunk_size: int, groups_per_chunk: int) -> 
         if group not in chosen and len(chosen) < groups_per_chunk:
             chosen.append(group)
         (chunk if group in chosen else rest).append(experience)
+    check_env_errors(env_error_counts(chunk), tally)
     return chunk, rest
+
+
+def env_error_counts(experiences: Iterable) -> Dict[str, float]:
+    """The env_errors* counts the experiences carry, summed (every key, 0 when none)."""
+    totals = dict.fromkeys(ENV_COUNT_KEYS, 0.0)
+    for e in experiences:
+        for key in ENV_COUNT_KEYS:
+            if key in e.info:
+                totals[key] += float(torch.as_tensor(e.info[key]).sum())
+    return totals
+
+
+def check_env_errors(counts: Dict[str, float], tally: EnvErrorTally) -> None:
+    """Stop the run when failed episodes exceed --agent.max_env_error_ratio of the attempted ones."""
+    limit = AgentConfig.from_env().max_env_error_ratio
+    errors, attempted = counts[ENV_ERRORS], counts[ENV_EPISODES]
+    if attempted and errors / attempted > limit:
+        raise RuntimeError(
+            f"openrlhf-epo: {int(errors)} of {int(attempted)} episodes of this step lost their environment "
+            f"({_by_env(counts)}), more than --agent.max_env_error_ratio {limit}; last error: {tally.describe()}"
+        )
+
+
+def _by_env(counts: Dict[str, float]) -> str:
+    return ", ".join(f"{env} {int(counts[key])}" for env, key in ENV_ERRORS_OF.items() if counts[key])
 
 
 def grouped_rewards(experiences: List, estimator: str) -> Optional[List[torch.Tensor]]:
@@ -126,6 +214,7 @@ def agent_group_kept(experiences: List, score_range: Tuple[float, float]) -> Opt
     mean_score = sum(scores.values()) / len(scores)
     kept = len(set(returns.values())) > 1 and score_range[0] <= mean_score <= score_range[1]
     if not kept:
+        _DRIVER_TALLY.give_back(experiences)  # its environment-error counts go with the next group
         logger.info(f"openrlhf-epo dynamic filtering: group {_group_of(experiences[0])} dropped, trajectory returns "
                     f"{sorted(returns.values())}, mean score {mean_score:.2f}, range {tuple(score_range)}")
     return kept

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from openrlhf_epo.envs.base import SPLITS, TaskSpec
+from openrlhf_epo.envs.task_check import read_task_file
 
 
 # ALFWorld's games: "official" (ALFWorld's data under $ALFWORLD_DATA, what table 1 reports on), "generated" (built
@@ -54,6 +55,11 @@ def write_dataset(env: str, split: str, out: Path, n: Optional[int] = None, seed
     with tmp.open("w") as handle:  # written aside, then renamed: a crash leaves no half dataset behind
         for spec in specs:
             handle.write(json.dumps(record(spec)) + "\n")
+    try:
+        read_task_file(tmp)  # what train_ppo_ray will check before its run: a dataset that passes here passes there
+    except ValueError:
+        tmp.unlink()
+        raise
     tmp.replace(out)
     return len(specs)
 

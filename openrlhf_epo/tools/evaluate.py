@@ -17,10 +17,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from openrlhf_epo.agent.env_pool import WORKERS, EnvPool, env_factory
-from openrlhf_epo.agent.episode import EpisodeConfig, run_episode
+from openrlhf_epo.agent.env_pool import WORKERS, EnvPool, env_factory, play_episode
+from openrlhf_epo.agent.episode import EpisodeConfig
 from openrlhf_epo.agent.samples import MODES, episode_return
-from openrlhf_epo.envs.base import TaskSpec
+from openrlhf_epo.envs.task_check import read_task_file
 from openrlhf_epo.integration.agent_metrics import EpisodeRecord, summarize
 
 
@@ -60,16 +60,7 @@ def read_tasks(paths: List[Path]) -> List[Dict]:
     """[{"spec", "source", "prompt"}] from prompt datasets; a line that is not a task spec is named."""
     tasks = []
     for path in paths:
-        if not path.is_file():
-            raise ValueError(f"--data {path}: no such file (write one with `openrlhf-epo data ...`)")
-        for number, line in enumerate(path.read_text().splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                spec = TaskSpec.from_json(row["label"])
-            except (ValueError, KeyError) as exc:
-                raise ValueError(f"{path}:{number} is not a task line of `openrlhf-epo data` ({exc})") from None
+        for spec, row in read_task_file(path):  # every line a playable task instance, before the engine starts
             tasks.append({"spec": spec, "source": row.get("datasource") or f"{spec.env}_{spec.split}",
                           "prompt": row.get("prompt", "")})
     if not tasks:
@@ -92,11 +83,11 @@ async def play_all(tasks, engine, tokenizer, params, config: EpisodeConfig, n_sa
 
     slots = asyncio.Semaphore(concurrency)
     bar = tqdm(total=len(tasks) * n_samples, desc="eval episodes", unit="ep", disable=not progress)
-    with EnvPool(concurrency, env_factory(workers)) as pool:
+    with EnvPool(concurrency, env_factory(workers, start_timeout=config.env_timeout_s)) as pool:
 
         async def one(task, group):
-            async with slots, pool.lease(task["spec"].env) as env:
-                episode = await run_episode(env, task["spec"], engine, tokenizer, params, config, stream=stream)
+            async with slots:
+                episode = await play_episode(pool, task["spec"], engine, tokenizer, params, config, stream=stream)
             bar.update()
             return task, group, episode
 
@@ -106,20 +97,27 @@ async def play_all(tasks, engine, tokenizer, params, config: EpisodeConfig, n_sa
 
 
 def report(done, n_samples: int) -> Dict:
-    by_source = defaultdict(list)
+    by_source, errors = defaultdict(list), defaultdict(lambda: defaultdict(float))
     episodes = []
     for i, (task, group, episode) in enumerate(done):
+        episodes.append({"source": task["source"], "task": task["spec"].task, "variation": task["spec"].variation,
+                         "won": episode.won, "turns": len(episode.turns), "invalid": episode.invalid_count,
+                         "error": episode.error})
+        if episode.failed:  # its environment failed: counted, not scored
+            for scope in (task["source"], "overall"):
+                errors[scope]["env_errors"] += 1
+                errors[scope][f"env_errors_{task['spec'].env}"] += 1
+            continue
         record = EpisodeRecord(trajectory=i, group=group, won=float(episode.won),
                                episode_return=episode_return(episode), turns=float(len(episode.turns)),
                                invalid=float(episode.invalid_count), task=task["spec"].task, prompt=task["prompt"])
         by_source[task["source"]].append(record)
-        episodes.append({"source": task["source"], "task": task["spec"].task, "variation": task["spec"].variation,
-                         "won": episode.won, "turns": len(episode.turns), "invalid": episode.invalid_count,
-                         "error": episode.error})
-    result = {"overall": summarize([r for rs in by_source.values() for r in rs], ""), "splits": {}}
-    for source, records in sorted(by_source.items()):
-        result["splits"][source] = summarize(records, "")
-        if n_samples > 1:
+    result = {"overall": {**summarize([r for rs in by_source.values() for r in rs], ""), "env_errors": 0.0,
+                          **errors["overall"]}, "splits": {}}
+    for source in sorted(set(by_source) | (set(errors) - {"overall"})):
+        records = by_source.get(source, [])
+        result["splits"][source] = {**summarize(records, ""), "env_errors": 0.0, **errors[source]}
+        if n_samples > 1 and records:
             groups = defaultdict(float)
             for r in records:
                 groups[r.group] = max(groups[r.group], r.won)
@@ -163,10 +161,13 @@ def evaluate(model: str, data: List[Path], out: Optional[Path], n_samples: int =
 
 
 def print_summary(result: Dict) -> None:
-    print(f"{'split':<22} {'episodes':>8} {'success':>8} {'turns':>6} {'invalid':>8}")
+    print(f"{'split':<22} {'episodes':>8} {'success':>8} {'turns':>6} {'invalid':>8} {'env errors':>10}")
     for source, m in list(result["splits"].items()) + [("overall", result["overall"])]:
+        if "num_episodes" not in m:  # every episode of the split lost its environment
+            print(f"{source:<22} {0:>8} {'-':>8} {'-':>6} {'-':>8} {m['env_errors']:>10.0f}")
+            continue
         print(f"{source:<22} {m['num_episodes']:>8.0f} {m['success_rate']:>8.3f} {m['turns_mean']:>6.1f} "
-              f"{m['invalid_ratio']:>8.3f}")
+              f"{m['invalid_ratio']:>8.3f} {m['env_errors']:>10.0f}")
 
 
 def add_parser(sub) -> None:
@@ -187,6 +188,9 @@ def add_parser(sub) -> None:
     parser.add_argument("--history-length", type=int, default=2)
     parser.add_argument("--max-response-tokens", type=int, default=512)
     parser.add_argument("--max-prompt-tokens", type=int, default=2048)
+    parser.add_argument("--env-timeout-s", type=float, default=EpisodeConfig.env_timeout_s,
+                        help="an environment build, reset or step slower than this is killed and its episode counted "
+                             f"as an env error, not scored (default {EpisodeConfig.env_timeout_s:g})")
     parser.add_argument("--mode", choices=MODES, default="per_turn",
                         help="the prompts the model was trained on, as --agent.mode: per_turn = a history-window "
                              "prompt every turn (default), concat = the episode's growing token stream")
@@ -195,7 +199,8 @@ def add_parser(sub) -> None:
 
 def cmd_eval(args) -> int:
     config = EpisodeConfig(max_turns=args.max_turns, history_length=args.history_length,
-                           max_response_tokens=args.max_response_tokens, max_prompt_tokens=args.max_prompt_tokens)
+                           max_response_tokens=args.max_response_tokens, max_prompt_tokens=args.max_prompt_tokens,
+                           env_timeout_s=args.env_timeout_s)
     result = evaluate(args.model, args.data, args.out, args.n_samples, args.temperature, args.top_p, args.seed,
                       args.dtype, args.concurrency, args.env_workers, config, mode=args.mode)
     print_summary(result)

@@ -35,15 +35,8 @@ def _java_children():
 
 
 @pytest.fixture(scope="module")
-def gold():
-    from scienceworld import ScienceWorldEnv as Stock
-
-    stock = Stock("", envStepLimit=100)
-    try:
-        stock.load(TASK, VARIATION, "easy", generateGoldPath=True)
-        return stock.get_gold_action_sequence()
-    finally:
-        stock.close()
+def gold(scienceworld_gold):
+    return scienceworld_gold(TASK, VARIATION)
 
 
 class GoldEngine:

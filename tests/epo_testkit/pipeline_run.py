@@ -50,8 +50,11 @@ def train_command(work: Path, model: Path, data: Path, *, shape: Sequence[str], 
 
 
 def run(command: List[str], env: dict, timeout: float = 1200):
-    """(CompletedProcess, seconds)."""
+    """(CompletedProcess, seconds). The driver starts a Ray of its own (RAY_ADDRESS=local) unless env names a
+    cluster: ray.init() would otherwise join any cluster another run started on this machine (`ray start`,
+    cluster_utils), as a user's driver would."""
     started = time.time()
+    env = {"RAY_ADDRESS": "local", **env}
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
     return done, time.time() - started
 

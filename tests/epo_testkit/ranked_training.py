@@ -87,7 +87,7 @@ def parse_args(spec, world):
         "--train.max_epochs", "1", "--train.seed", str(spec["seed"]), "--actor.adam.lr", "1e-3",
         "--algo.advantage.estimator", "group_norm", "--data.max_len", "64",
         "--agent.mode", "per_turn", "--agent.max_prompt_tokens", "32", "--agent.max_response_tokens", "16",
-        "--data.prompt_dataset", "unused.jsonl", "--reward.remote_url", "agent",
+        "--data.label_key", "label", "--reward.remote_url", "agent",
     ]
     if spec.get("epo"):
         argv += ["--actor.epo.enable"] + [x for k, v in spec["epo"].items() for x in (f"--actor.epo.{k}", str(v))]

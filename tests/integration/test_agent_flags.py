@@ -13,7 +13,7 @@ from train_args import parse_train_ppo_args, stub_strategy  # noqa: E402
 from openrlhf_epo.integration.agent_executor import AgentConfig  # noqa: E402
 from openrlhf_epo.integration.agent_flags import CONFIG_ENV, EXECUTOR_FILE  # noqa: E402
 
-BASE = ["--actor.model_name_or_path", "some/model", "--algo.advantage.estimator", "reinforce"]
+BASE = ["--actor.model_name_or_path", "some/model", "--algo.advantage.estimator", "reinforce", "--data.label_key", "label"]
 
 
 @pytest.fixture(autouse=True)

@@ -89,8 +89,18 @@ import json, os, sys
 from pathlib import Path
 with open(os.environ["STUB_LOG"], "a") as log:
     log.write(json.dumps({{"cmd": Path(sys.argv[0]).name, "argv": sys.argv[1:]}}) + "\\n")
-if Path(sys.argv[0]).name == "openrlhf-epo" and "--out" in sys.argv:
-    Path(sys.argv[sys.argv.index("--out") + 1]).write_text('{{"prompt": "stub", "label": "{{}}"}}\\n')
+if Path(sys.argv[0]).name == "openrlhf-epo" and "--out" in sys.argv:  # `data`: one valid task line of the split
+    from openrlhf_epo.envs.alfworld_games import GENERATOR_VERSION
+    from openrlhf_epo.envs.base import TaskSpec
+    from openrlhf_epo.envs.scienceworld_splits import variation_splits
+    env, split = sys.argv[2], sys.argv[sys.argv.index("--split") + 1]  # openrlhf-epo data ENV --split SPLIT ...
+    if env == "scienceworld":
+        spec = TaskSpec(env, "boil", variation_splits("boil")[split][0], split)
+    else:  # a generated game: its spec is playable here without its file (rebuilt on demand)
+        spec = TaskSpec(env, "pick_and_place_simple", 0, split, extra={{"source": "generated", "room": "FloorPlan1",
+                        "game_seed": 0, "generator_version": GENERATOR_VERSION}})
+    line = json.dumps({{"prompt": "stub", "label": spec.to_json()}})
+    Path(sys.argv[sys.argv.index("--out") + 1]).write_text(line + "\\n")
 """
 
 

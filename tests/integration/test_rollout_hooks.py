@@ -7,12 +7,17 @@ from types import SimpleNamespace as NS
 import pytest
 import torch
 
+from openrlhf_epo.integration import agent_metrics
 from openrlhf_epo.integration.rollout_hooks import (
     AGENT_SAMPLES,
+    ENV_COUNT_KEYS,
+    ENV_ERROR,
+    EnvErrorTally,
     IdSource,
     agent_group_kept,
     buffer_short,
     dynamic_filtering_pass_rate,
+    env_error_counts,
     expand_agent_responses,
     grouped_rewards,
     take_rollout_chunk,
@@ -25,7 +30,8 @@ def _turn_sample(won, turn, turns, penalty=0.0):
         "prompt": "p", "label": "{}", "images": None, "mm_train_inputs": None, "scores": float(won),
         "reward": (1.0 if won else 0.0) - penalty, "observation_tokens": [1, 2, 3, 4, 5], "action_ranges": [(3, 5)],
         "rollout_log_probs": None, "truncated": False,
-        "extra_logs": {"turn_index": turn, "num_turns": turns, "won": float(won), "episode_return": ret},
+        "extra_logs": {"turn_index": turn, "num_turns": turns, "won": float(won), "episode_return": ret,
+                       "turns": float(turns), "invalid_count": 0.0},
     }
 
 
@@ -220,3 +226,99 @@ def test_the_samples_generator_filters_groups_by_trajectory_returns(to_experienc
     returns = sorted({(int(e.info["traj_id"]), round(float(e.info["episode_return"]), 6)) for e in experiences})
     assert sorted(r for _, r in returns) == [-0.5, 0.6, 0.8, 0.9]  # p1's and p3's trajectories
     assert dynamic_filtering_pass_rate(experiences, consumed) == 50.0
+
+
+# ---- episodes whose environment failed: left out, counted, and a stop past --agent.max_env_error_ratio ------------
+
+
+def _failed(env="scienceworld", error="step 3: EnvironmentError_: the JVM died (killed by SIGKILL)"):
+    return {AGENT_SAMPLES: [], ENV_ERROR: {"env": env, "error": error}}
+
+
+def test_failed_episodes_are_left_out_and_the_baseline_is_over_the_healthy_ones(to_experience):
+    """Upstream's compute_advantages_and_returns (patched) on a group of four where one environment died."""
+    import openrlhf.trainer.ppo_utils.experience_maker as em
+
+    tally = EnvErrorTally()
+    request = _request([(True, 2), (False, 1)]) + [_failed()] + _request([(True, 1)])
+    samples = expand_agent_responses(request, IdSource(), tally)
+    assert len(samples) == 4 and len({s["extra_logs"]["traj_id"] for s in samples}) == 3
+    experiences = [to_experience(s) for s in samples]
+    assert env_error_counts(experiences) == {**dict.fromkeys(ENV_COUNT_KEYS, 0.0), "env_errors": 1.0,
+                                             "env_episodes": 4.0, "env_errors_scienceworld": 1.0}
+    assert experiences[0].info["env_errors"].item() == 1 and experiences[1].info["env_errors"].item() == 0
+    args = NS(reward=NS(overlong_buffer_len=None, stop_properly_penalty_coef=None, clip_range=(-10, 10)),
+              rollout=NS(n_samples_per_prompt=4, max_new_tokens=None),
+              algo=NS(advantage=NS(estimator="rloo", gamma=1.0, lambd=1.0, no_std_norm=False)), data=NS(max_len=64))
+    maker = em.RemoteExperienceMaker.__new__(em.RemoteExperienceMaker)
+    maker.strategy, maker.kl_ctl, maker.advantage_estimator = NS(args=args), NS(value=0.0), "rloo"
+    for i, e in enumerate(experiences):
+        e.index = [i]
+        e.kl = torch.zeros_like(e.action_mask, dtype=torch.float)
+    out = maker.compute_advantages_and_returns(experiences)
+    returns = [1.0, 0.0, 1.0]  # RLOO over the three healthy trajectories: r - mean of the other two
+    expected = [r - (sum(returns) - r) / 2 for r, turns in zip(returns, (2, 1, 1)) for _ in range(turns)]
+    for e, want in zip(out, expected):
+        adv = e.advantages[e.action_mask.bool()]
+        assert adv.tolist() == pytest.approx([want] * len(adv), rel=1e-5)
+    stats = agent_metrics.rollout_stats(experiences)
+    assert stats["rollout/env_errors"] == 1 and stats["rollout/env_errors_scienceworld"] == 1
+    assert stats["rollout/num_episodes"] == 3  # the failed episode is not among the scored ones
+
+
+def test_a_group_left_with_one_healthy_episode_is_dropped_and_counted_with_the_next(to_experience):
+    tally, ids = EnvErrorTally(), IdSource()
+    assert expand_agent_responses(_request([(True, 2)]) + [_failed("alfworld")], ids, tally) == []
+    single = expand_agent_responses([_failed("alfworld")], ids, tally)  # PPO: a prompt of one episode, failed
+    assert single == []
+    kept = expand_agent_responses(_request([(True, 1)]), ids, tally)  # PPO: one healthy episode is kept
+    assert len(kept) == 1
+    counts = env_error_counts([to_experience(s) for s in kept])
+    assert (counts["env_errors"], counts["env_errors_alfworld"], counts["env_episodes"], counts["env_error_dropped"]) \
+        == (2.0, 2.0, 4.0, 1.0)
+    assert "alfworld: step 3" in tally.describe()
+
+
+def test_a_group_dropped_by_dynamic_filtering_hands_its_counts_on(to_experience, monkeypatch):
+    from openrlhf_epo.integration import rollout_hooks
+
+    tally = EnvErrorTally()
+    monkeypatch.setattr(rollout_hooks, "_DRIVER_TALLY", tally)
+    group = [to_experience(s) for s in expand_agent_responses(_request([(False, 1), (False, 2)]) + [_failed()],
+                                                               IdSource(), tally)]
+    assert agent_group_kept(group, (0, 1)) is False  # all lost: dropped
+    assert tally.pending["env_errors"] == 1 and tally.pending["env_episodes"] == 3
+
+
+@pytest.fixture
+def error_ratio(monkeypatch):
+    from openrlhf_epo.integration.agent_executor import AgentConfig
+    from openrlhf_epo.integration.agent_flags import CONFIG_ENV
+
+    def set_ratio(ratio):
+        monkeypatch.setenv(CONFIG_ENV, AgentConfig(max_env_error_ratio=ratio).to_json())
+    return set_ratio
+
+
+def test_the_run_stops_when_failures_pass_the_ratio(to_experience, error_ratio):
+    tally, ids = EnvErrorTally(), IdSource()
+    request = _request([(True, 1), (False, 1)]) + [_failed(error="reset: EnvTimeout: did not answer within 5 s")]
+    buffer = [to_experience(s) for s in expand_agent_responses(request, ids, tally)]  # 1 of 3 failed
+    error_ratio(0.5)
+    chunk, rest = take_rollout_chunk(buffer, chunk_size=3, groups_per_chunk=1, tally=tally)
+    assert len(chunk) == 2 and rest == []
+    error_ratio(0.25)
+    with pytest.raises(RuntimeError) as stop:
+        take_rollout_chunk(buffer, chunk_size=3, groups_per_chunk=1, tally=tally)
+    message = str(stop.value)
+    assert "1 of 3 episodes of this step lost their environment (scienceworld 1)" in message
+    assert "--agent.max_env_error_ratio 0.25" in message and "did not answer within 5 s" in message
+
+
+def test_a_step_whose_every_episode_failed_stops_the_run(error_ratio):
+    tally = EnvErrorTally()
+    assert expand_agent_responses([_failed(), _failed("alfworld")], IdSource(), tally) == []
+    error_ratio(1.0)  # even a run that tolerates every failure cannot train on nothing
+    with pytest.raises(RuntimeError, match=r"no episode of this step kept its environment \(scienceworld 1, "
+                                           r"alfworld 1 of 2 failed\)"):
+        take_rollout_chunk([], chunk_size=2, groups_per_chunk=1, tally=tally)

@@ -74,7 +74,8 @@ def test_bad_inputs_are_named(tmp_path):
         check_model_folder(str(tmp_path / "ckpt"))
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "x", "label": "{\\"env\\": \\"nethack\\", \\"task\\": \\"t\\"}"}\n')
-    with pytest.raises(ValueError, match=r"bad.jsonl:1 is not a task line"):
+    with pytest.raises(ValueError, match=r"bad.jsonl:1: not a task spec: .*TaskSpec.env='nethack' is not one of "
+                                         r"scienceworld, alfworld"):
         read_tasks([bad])
     with pytest.raises(ValueError, match="no such file"):
         read_tasks([tmp_path / "missing.jsonl"])
@@ -101,3 +102,22 @@ def test_the_command_runs_a_model_on_vllm(alfworld_game, tmp_path):
     assert result["splits"]["alfworld_iid"]["invalid_ratio"] == 1.0 and result["episodes"][0]["turns"] == 2
     assert result["settings"]["engine"] == "vllm" and result["settings"]["dtype"] == "fp32"
     assert "alfworld_iid" in done.stdout and "vLLM on the CPU in fp32" in done.stdout
+
+
+def test_episodes_that_lost_their_environment_are_counted_not_scored():
+    from openrlhf_epo.agent.episode import Episode
+    from openrlhf_epo.envs.base import TaskSpec
+
+    sw, alf = TaskSpec("scienceworld", "boil", 0), TaskSpec("alfworld", "pick_and_place_simple", 0)
+    won = Episode(spec=sw, task="t", won=True, done=True)
+    crashed = Episode(spec=sw, task="t", error="step 2: EnvironmentError_: the JVM died")
+    hung = Episode(spec=alf, task="t", error="reset: EnvTimeout: did not answer reset within 5 s")
+    tasks = [{"spec": sw, "source": "scienceworld_iid", "prompt": "a"},
+             {"spec": alf, "source": "alfworld_iid", "prompt": "b"}]
+    result = report([(tasks[0], 0, won), (tasks[0], 0, crashed), (tasks[1], 1, hung)], n_samples=2)
+    sw_split, alf_split = result["splits"]["scienceworld_iid"], result["splits"]["alfworld_iid"]
+    assert sw_split["num_episodes"] == 1 and sw_split["success_rate"] == 1.0 and sw_split["env_errors"] == 1
+    assert sw_split["env_errors_scienceworld"] == 1
+    assert "num_episodes" not in alf_split and alf_split["env_errors_alfworld"] == 1  # nothing left to score
+    assert result["overall"]["env_errors"] == 2 and result["overall"]["num_episodes"] == 1
+    assert [e["error"] is not None for e in result["episodes"]] == [False, True, True]
