@@ -14,7 +14,9 @@ stream) when the next turn's context would pass the prompt budget. All turns sha
 The engine is anything with `async generate(prompt_token_ids, sampling_params)` returning a vLLM-shaped output
 (`.outputs[0].token_ids / .text / .finish_reason / .logprobs`): a vLLM engine, or a test's scripted engine.
 Environment calls are blocking (a JVM, a PDDL engine), so they run in a worker thread: the event loop keeps serving
-the other episodes and the engine sees their requests together.
+the other episodes and the engine sees their requests together. Each is bounded by `env_timeout_s` (`env_call`: a
+slower environment is killed); a call that fails, hangs or raises ends the episode with `error` set, and such an
+episode is never trained on (env_pool.play_episode retires its instance; the executor returns no samples for it).
 """
 import asyncio
 import copy

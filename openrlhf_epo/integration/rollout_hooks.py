@@ -64,10 +64,8 @@ class EnvErrorTally:
 
     def give_back(self, experiences: List) -> None:
         """The counts a dropped group carried (dynamic filtering), for the next group."""
-        for e in experiences:
-            for key in ENV_COUNT_KEYS:
-                if key in e.info:
-                    self.pending[key] += float(torch.as_tensor(e.info[key]).sum())
+        for key, value in env_error_counts(experiences).items():
+            self.pending[key] += value
 
     def describe(self) -> str:
         return "; ".join(f"{env}: {error[:400]}" for env, error in sorted(self.last_error.items()))

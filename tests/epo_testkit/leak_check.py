@@ -40,15 +40,29 @@ def pytest_sessionstart(session):
     os.environ[SESSION_MARK] = f"{os.getpid()}-{time.time_ns()}"
 
 
+def _bound_to_this_process() -> set:
+    """Helpers that end with the pytest process itself, not with a test: multiprocessing's resource tracker (started
+    the first time a test spawns a child here; it exits when this process's end of its pipe closes)."""
+    from multiprocessing import resource_tracker
+
+    pid = getattr(resource_tracker._resource_tracker, "_pid", None)
+    return {pid} if pid else set()
+
+
+def _left(mark: str):
+    own = _bound_to_this_process()
+    return [(pid, command) for pid, command in marked_processes(mark) if pid not in own]
+
+
 def pytest_sessionfinish(session, exitstatus):
     mark = os.environ.get(SESSION_MARK)
     if not mark:
         return
     deadline = time.monotonic() + LEAK_GRACE_S
-    left = marked_processes(mark)
+    left = _left(mark)
     while left and time.monotonic() < deadline:
         time.sleep(1.0)
-        left = marked_processes(mark)
+        left = _left(mark)
     for pid, command in left:
         _LEAKED.append(f"pid {pid}: {command[:300]}")
         try:

@@ -13,7 +13,8 @@ from train_args import parse_train_ppo_args, stub_strategy  # noqa: E402
 from openrlhf_epo.integration.agent_executor import AgentConfig  # noqa: E402
 from openrlhf_epo.integration.agent_flags import CONFIG_ENV, EXECUTOR_FILE  # noqa: E402
 
-BASE = ["--actor.model_name_or_path", "some/model", "--algo.advantage.estimator", "reinforce", "--data.label_key", "label"]
+BASE = ["--actor.model_name_or_path", "some/model", "--algo.advantage.estimator", "reinforce",
+        "--data.label_key", "label"]
 
 
 @pytest.fixture(autouse=True)
@@ -81,6 +82,10 @@ def test_agent_mode_off_leaves_upstream_alone():
      "--agent.mode per_turn with --reward.stop_properly_penalty_coef 0.5: a turn cut"),
     (["--agent.mode", "per_turn", "--data.max_len", "4096", "--train.dynamic_batch_enable"],
      "--agent.mode per_turn with --train.dynamic_batch_enable: per-turn samples are balanced across ranks"),
+    (["--agent.mode", "per_turn", "--data.max_len", "4096", "--agent.max_env_error_ratio", "1.5"],
+     "--agent.max_env_error_ratio 1.5 must be within [0, 1]"),
+    (["--agent.mode", "per_turn", "--data.max_len", "4096", "--agent.env_timeout_s", "0"],
+     "--agent.env_timeout_s 0.0 must be > 0"),
 ])
 def test_bad_agent_flags_are_named(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:

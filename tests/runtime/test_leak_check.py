@@ -17,9 +17,14 @@ def test_starts_a_daemon():
 '''
 
 CLEAN = '''
-import subprocess
+import multiprocessing, subprocess
 def test_waits_for_its_child():
     subprocess.run(["true"], check=True)
+
+def test_spawns_a_child_and_joins_it():  # starts multiprocessing's resource tracker, which lives as long as pytest
+    child = multiprocessing.get_context("spawn").Process(target=print)
+    child.start()
+    child.join()
 '''
 
 
