@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+from openrlhf_epo.integration import run_reaper
+
 SESSION_MARK = "OPENRLHF_EPO_TEST_SESSION"
 LEAK_GRACE_S = float(os.environ.get("OPENRLHF_EPO_LEAK_GRACE_S", "30"))  # Ray workers, engine cores: seconds to exit
 _LEAKED = []
@@ -19,21 +21,7 @@ _LEAKED = []
 
 def marked_processes(mark: str, variable: str = SESSION_MARK):
     """[(pid, command line)] of live processes whose environment carries variable=mark."""
-    needle = f"{variable}={mark}".encode()
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                if needle not in f.read().split(b"\0"):
-                    continue
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "Z":  # exited, not yet reaped
-                    continue
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                found.append((int(pid), f.read().replace(b"\0", b" ").decode(errors="replace").strip()))
-        except OSError:
-            continue
-    return found
+    return sorted(run_reaper.marked_processes(mark, variable).items())
 
 
 def pytest_sessionstart(session):

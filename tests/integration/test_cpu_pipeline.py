@@ -3,10 +3,9 @@ paper's GPU launchers (examples/scripts/epo_common.sh): two actor ranks under Ze
 for CPUs) colocated with them (--train.colocate_all, with the launchers' sleep flags, which the CPU runtime turns off
 with a note), weight sync over gloo, per-turn samples balanced across the ranks, EPO on.
 
-GRPO (group_norm) runs twice: two RL steps, then a second invocation that resumes from the checkpoint and must
-continue EPO's step counter k and its entropy history W_k. PPO (GAE) runs once, with a critic of two ranks. The
-dataset mixes one generated ALFWorld game and one ScienceWorld variation; the model is a random tiny Qwen2 with the
-Qwen tokenizer. Not in the launchers' shape here: --ds.packing_samples (flash-attention only; the CPU runtime pads).
+PPO (GAE) runs for two RL steps with a critic of two ranks and eq. 3's policy-loss aggregation; GRPO runs in the
+same shape in test_pipeline_resume.py, killed three times and resumed. The dataset mixes one generated ALFWorld
+game and one ScienceWorld variation; the model is a random tiny Qwen2 with the Qwen tokenizer. Not in the launchers' shape here: --ds.packing_samples (flash-attention only; the CPU runtime pads).
 
 Expected values come from the run's own logs and the paper's definitions (Hbar = mean of W_k, eq. 7 for beta_k),
 recomputed here.
@@ -28,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "epo_testkit"))
 from pipeline_run import (HYBRID_SHAPE, NEEDLES, engine_processes, left_behind, run, train_command,  # noqa: E402
                           venv_processes)
 
-pytestmark = pytest.mark.slow  # three training runs of about two minutes each
+pytestmark = pytest.mark.slow  # a training run of about two minutes
 
 TRAIN_BATCH = 4  # per-turn samples per optimizer step: 2 ranks x micro-batches of 1 x 2 accumulation steps
 LR = {"actor": 2e-6, "critic": 4e-6}
@@ -37,9 +36,9 @@ SCHEDULE = [flag for role, lr in LR.items() for flag in (
     f"--{role}.adam.lr", str(lr), f"--{role}.lr_warmup_ratio", str(WARMUP), f"--{role}.min_lr_ratio", str(MIN_LR))]
 
 
-@pytest.fixture(scope="module", params=["group_norm", "gae"])
-def runs(request, tmp_path_factory, alfworld_game):
-    estimator = request.param
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, alfworld_game):
+    estimator = "gae"
     work = tmp_path_factory.mktemp(f"cpu-pipeline-{estimator}")
     model = tiny_qwen2_dir()
     spec, _, games = alfworld_game("train", 1, "pick_and_place_simple")
@@ -47,10 +46,9 @@ def runs(request, tmp_path_factory, alfworld_game):
     specs = [spec, TaskSpec("scienceworld", "find-living-thing", variation=2)]
     data.write_text("".join(json.dumps(record(s)) + "\n" for s in specs))
     before = {pid for pid, _ in venv_processes(*NEEDLES) + engine_processes()}
-    invocations = [(1, False), (2, True)] if estimator == "group_norm" else [(2, False)]
+    invocations = [(2, False)]
     env = dict(os.environ, OPENRLHF_EPO_ALFWORLD_GAMES=str(games), RAY_DEDUP_LOGS="0")
-    # PPO trains with eq. 3's aggregation of the policy loss (patch 0009), GRPO with upstream's token mean
-    extra = SCHEDULE + (["--actor.loss_agg_mode", "trajectory"] if estimator == "gae" else [])
+    extra = SCHEDULE + ["--actor.loss_agg_mode", "trajectory"]  # eq. 3's aggregation of the policy loss (patch 0009)
     done = [run(train_command(work, model, data, shape=HYBRID_SHAPE, estimator=estimator, episodes=episodes,
                               train_batch=TRAIN_BATCH, resume=resume, extra=extra), env)
             for episodes, resume in invocations]
@@ -64,7 +62,7 @@ def _train_rows(runs):
     last = {}
     for row in runs["rows"]:
         if row["kind"] == "train":
-            last[row["step"]] = row  # a resumed run may log a step again: keep the last line
+            last[row["step"]] = row
     return [last[s] for s in sorted(last)]
 
 
@@ -79,11 +77,10 @@ def test_every_invocation_finishes_and_says_what_the_cpu_changes(runs, report):
 
 def test_steps_log_finite_losses_and_both_environments(runs):
     rows = _train_rows(runs)
-    assert [r["step"] for r in rows] == ([1, 2, 3, 4] if runs["estimator"] == "group_norm" else [1, 2])
+    assert [r["step"] for r in rows] == [1, 2]
     keys = ["policy_loss", "epo/entropy_loss", "epo/smooth_loss", "actor_grad_norm", "epo/batch_entropy",
             "epo/train_forward_entropy"]
-    if runs["estimator"] == "gae":
-        keys += ["critic_loss", "values"]
+    keys += ["critic_loss", "values"]
     for r in rows:
         for key in keys:
             assert r[key] is not None and math.isfinite(r[key]), (r["step"], key, r[key])
@@ -101,13 +98,12 @@ def test_every_rank_got_whole_windows_of_the_step_samples(runs):
 def test_both_engines_got_the_weights_after_every_step(runs):
     logs = "".join(d.stdout + d.stderr for d in runs["invocations"])
     steps = len(_train_rows(runs))
-    resumes = len(runs["invocations"]) - 1  # a resumed run first sends the checkpoint's weights to the engines
     # vLLM's worker prints one line per synced parameter; the first parameter marks one sync of one engine
-    assert logs.count("update weight: model.embed_tokens.weight") == 2 * (steps + resumes)
+    assert logs.count("update weight: model.embed_tokens.weight") == 2 * steps
 
 
-def test_entropy_history_and_schedule_follow_the_steps_and_the_resume(runs):
-    rows = _train_rows(runs)  # GRPO: steps 3 and 4 come from the resumed invocation
+def test_entropy_history_and_schedule_follow_the_steps(runs):
+    rows = _train_rows(runs)
     assert [r["epo/k"] for r in rows] == list(range(len(rows)))
     assert [r["epo/history_len"] for r in rows] == list(range(1, len(rows) + 1))
     entropies = [r["epo/batch_entropy"] for r in rows]
@@ -130,13 +126,10 @@ def _paper_lr(base: float, k: int, steps: int) -> float:
 
 
 def test_the_learning_rate_follows_the_rl_steps(runs):
-    # K per invocation: 2 prompts, GRPO 1 prompt per step (1 pass, then 2 when resumed), PPO 2 per step (2 passes)
-    steps_of = (lambda step: 2 if step <= 2 else 4) if runs["estimator"] == "group_norm" else (lambda step: 2)
+    steps = 2  # K: 2 prompts, 2 per step, 2 passes (--train.num_episodes)
     for r in _train_rows(runs):  # whatever the number of optimizer steps each RL step took
-        assert r["actor_lr"] == pytest.approx(_paper_lr(LR["actor"], r["step"] - 1, steps_of(r["step"])), rel=1e-6)
-        if runs["estimator"] == "gae":
-            assert r["critic_lr"] == pytest.approx(_paper_lr(LR["critic"], r["step"] - 1, steps_of(r["step"])),
-                                                   rel=1e-6)
+        assert r["actor_lr"] == pytest.approx(_paper_lr(LR["actor"], r["step"] - 1, steps), rel=1e-6)
+        assert r["critic_lr"] == pytest.approx(_paper_lr(LR["critic"], r["step"] - 1, steps), rel=1e-6)
 
 
 def test_checkpoint_holds_the_epo_state(runs):
