@@ -27,13 +27,13 @@ from openrlhf_epo.agent.parsing import parse_turn
 from openrlhf_epo.agent.prompts import TurnContext, render_chat, render_continuation, render_prompt
 from openrlhf_epo.envs.base import EnvTimeout, TaskSpec, TextEnv
 
-DEFAULT_MAX_TURNS = {"alfworld": 50, "scienceworld": 30}
+DEFAULT_MAX_TURNS = {"alfworld": 50, "scienceworld": 30, "signpost": 10}
 
 
 @dataclass
 class EpisodeConfig:
     history_length: int = 2  # h: past (observation, action) pairs in the prompt (peers: 2)
-    max_turns: Optional[int] = None  # None: 50 ALFWorld, 30 ScienceWorld
+    max_turns: Optional[int] = None  # None: 50 ALFWorld, 30 ScienceWorld, 10 signpost
     max_prompt_tokens: int = 2048  # the paper's prompt budget; longer prompts keep their end
     max_response_tokens: int = 512  # the paper's per-turn response budget
     success_reward: float = 1.0  # outcome reward of a won episode (the paper: 1; peers scale it to 10)

@@ -87,7 +87,24 @@ SCIENCEWORLD_HISTORY = (  # listing 4
     + _SCIENCEWORLD_ACTIONS + THINK_AND_ACT_APPROPRIATE
 )
 
-TEMPLATES = {"alfworld": (ALFWORLD_FIRST, ALFWORLD_HISTORY), "scienceworld": (SCIENCEWORLD_FIRST, SCIENCEWORLD_HISTORY)}
+# The built-in test environment (envs/signpost_env.py): ALFWorld's listings 1 and 2 with its own first line
+_SIGNPOST_INTRO = "You are an expert agent following signposts through a forest. Your task is to: {task_description}\n"
+SIGNPOST_FIRST = (
+    _SIGNPOST_INTRO + "Your current observation is: {current_observation}\n"
+    "Your admissible actions of the current situation are: [{admissible_actions}].\n"
+    "\n" + THINK_AND_ACT_ADMISSIBLE
+)
+SIGNPOST_HISTORY = (
+    _SIGNPOST_INTRO
+    + "Prior to this step, you have already taken {step_count} step(s). Below are the most recent {history_length} "
+    "observations and the corresponding actions you took: {action_history}\n"
+    "You are now at step {current_step} and your current observation is: {current_observation}\n"
+    "Your admissible actions of the current situation are: [{admissible_actions}].\n"
+    "\n" + THINK_AND_ACT_ADMISSIBLE
+)
+
+TEMPLATES = {"alfworld": (ALFWORLD_FIRST, ALFWORLD_HISTORY), "scienceworld": (SCIENCEWORLD_FIRST, SCIENCEWORLD_HISTORY),
+             "signpost": (SIGNPOST_FIRST, SIGNPOST_HISTORY)}
 
 
 @dataclass

@@ -9,7 +9,7 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
 
-ENVIRONMENTS = ("scienceworld", "alfworld")
+ENVIRONMENTS = ("scienceworld", "alfworld", "signpost")  # signpost: built in, for tests (envs/signpost_env.py)
 SPLITS = ("train", "iid", "ood")
 
 
@@ -23,8 +23,8 @@ class EnvTimeout(EnvironmentError_):
 
 @dataclass(frozen=True)
 class TaskSpec:
-    env: str  # "scienceworld" | "alfworld"
-    task: str  # ScienceWorld task name; ALFWorld task type
+    env: str  # "scienceworld" | "alfworld" | "signpost"
+    task: str  # ScienceWorld task name; ALFWorld task type; signpost trail kind
     variation: int = 0  # ScienceWorld variation index; ALFWorld: index of the game within its split
     split: str = "train"  # "train" | "iid" | "ood"
     seed: int = 0

@@ -12,4 +12,8 @@ def make_env(name: str, **kwargs) -> TextEnv:
         from openrlhf_epo.envs.scienceworld_env import ScienceWorldEnv
 
         return ScienceWorldEnv(**kwargs)
+    if name == "signpost":
+        from openrlhf_epo.envs.signpost_env import SignpostEnv
+
+        return SignpostEnv(**kwargs)
     raise ValueError(f"environment {name!r} is not one of {', '.join(sorted(ENVIRONMENTS))}")

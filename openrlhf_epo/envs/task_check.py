@@ -30,6 +30,10 @@ def spec_problem(spec: TaskSpec) -> Optional[str]:
             return (f"variation {spec.variation} of {spec.task!r} is not in its {spec.split} block (variations "
                     f"{span} of 0-{MAX_VARIATIONS[spec.task] - 1}; scienceworld_splits.py)")
         return None
+    if spec.env == "signpost":
+        from openrlhf_epo.envs.signpost_env import spec_problem as signpost_problem
+
+        return signpost_problem(spec)
     from openrlhf_epo.envs.alfworld_env import game_problem
     from openrlhf_epo.envs.alfworld_games import TASK_TYPES
 

@@ -12,11 +12,13 @@ Built models live under $OPENRLHF_EPO_CACHE/models (default ~/.cache/openrlhf-ep
 folder next to their target and renamed into place under an exclusive lock: a crash leaves no half model, and two
 processes asking at once build it once. Nothing here reaches the network (local files only).
 """
+import contextlib
 import fcntl
 import importlib.util
 import json
 import os
 import shutil
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -96,7 +98,10 @@ def build_once(target: Path, build: Callable[[Path], dict]) -> Path:
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
         staging.chmod(0o755)  # mkdtemp's 0700 would make the cached model private to this user
         try:
-            about = build(staging)
+            # libraries' chatter (DeepSpeed's accelerator notice, progress bars) to stderr: a shell that captures
+            # the folder's path, MODEL=$(python -c '...print(smollm2_dir())'), must get the path alone
+            with contextlib.redirect_stdout(sys.stderr):
+                about = build(staging)
             (staging / MARKER).write_text(json.dumps({"recipe": RECIPE, **about}, indent=1, sort_keys=True) + "\n")
             if target.exists():  # an incomplete or outdated build (never one in use: that one has the marker)
                 shutil.rmtree(target)

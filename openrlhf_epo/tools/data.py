@@ -1,4 +1,4 @@
-"""`openrlhf-epo data {scienceworld,alfworld} --split {train,iid,ood} --out FILE.jsonl`: a prompt dataset of task
+"""`openrlhf-epo data {scienceworld,alfworld,signpost} --split {train,iid,ood} --out FILE.jsonl`: a prompt dataset of task
 instances for OpenRLHF's `--data.prompt_dataset`.
 
 One JSON line per task instance: {"prompt": "<env>: <task> #<variation>", "label": "<TaskSpec JSON>",
@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import List, Optional
 
-from openrlhf_epo.envs.base import SPLITS, TaskSpec
+from openrlhf_epo.envs.base import ENVIRONMENTS, SPLITS, TaskSpec
 from openrlhf_epo.envs.task_check import read_task_file
 
 
@@ -34,7 +34,13 @@ def task_specs(env: str, split: str, n: Optional[int], seed: int, tasks: Optiona
         from openrlhf_epo.envs.alfworld_env import alfworld_task_specs
 
         return alfworld_task_specs(split, n, seed, tasks, source=None if source == "auto" else source)
-    raise ValueError(f"environment {env!r} is not one of scienceworld, alfworld")
+    if env == "signpost":
+        if source != "auto":
+            raise ValueError(f"--source {source} is for ALFWorld's games; signpost trails are generated from the spec")
+        from openrlhf_epo.envs.signpost_env import signpost_task_specs
+
+        return signpost_task_specs(split, n, seed, tasks)
+    raise ValueError(f"environment {env!r} is not one of {', '.join(ENVIRONMENTS)}")
 
 
 def record(spec: TaskSpec) -> dict:
@@ -66,7 +72,8 @@ def write_dataset(env: str, split: str, out: Path, n: Optional[int] = None, seed
 
 def add_parser(sub) -> None:
     parser = sub.add_parser("data", help="write a prompt dataset of task instances (JSONL) for --data.prompt_dataset")
-    parser.add_argument("env", choices=["scienceworld", "alfworld"])
+    parser.add_argument("env", choices=list(ENVIRONMENTS),
+                        help="signpost: the built-in test environment (envs/signpost_env.py)")
     parser.add_argument("--split", choices=list(SPLITS), required=True,
                         help="train; iid = seen task variations / rooms; ood = unseen ones")
     parser.add_argument("--out", required=True, metavar="FILE.jsonl")

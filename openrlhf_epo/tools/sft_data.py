@@ -1,4 +1,4 @@
-"""`openrlhf-epo sft-data {alfworld,scienceworld} --n N --tokenizer MODEL_DIR --out FILE.jsonl`: a format warm-up
+"""`openrlhf-epo sft-data {alfworld,scienceworld,signpost} --n N --tokenizer MODEL_DIR --out FILE.jsonl`: a format warm-up
 dataset of expert turns for OpenRLHF's SFT trainer.
 
 Why: a small pretrained chat model (SmolLM2-135M-Instruct) prompted with the paper's prompts writes no
@@ -38,6 +38,7 @@ the SFT output folder as the RL run's --actor.model_name_or_path).
 import asyncio
 import json
 import os
+import random
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -47,7 +48,10 @@ from typing import Dict, Iterator, List, Optional, Tuple
 from openrlhf_epo.agent.episode import Episode, EpisodeConfig, run_episode
 from openrlhf_epo.envs.base import TaskSpec, TextEnv
 
-ENVS = ("alfworld", "scienceworld")
+ENVS = ("alfworld", "scienceworld", "signpost")
+# expert: the environment's expert plays (the format and some of the games); random: uniformly random admissible
+# actions (the format only, no expertise: a model warmed up on them succeeds about as often as chance)
+POLICIES = ("expert", "random")
 
 
 # ------------------------------------------------------------------------------------------------- the response
@@ -68,6 +72,14 @@ def expert_response(task: str, action: str) -> str:
     return f"<think>{reasoning}</think><action>{action}</action>"
 
 
+def random_response(task: str, action: str) -> str:
+    """The random policy's turn: a true sentence too (it follows no plan), then its action."""
+    return f"<think>The task is to {goal_of(task)}. I will try: {action}.</think><action>{action}</action>"
+
+
+RESPONSES = {"expert": expert_response, "random": random_response}
+
+
 class ExpertEngine:
     """Stand-in for the generation engine at `run_episode`'s seam: turn t answers with the expert's t-th action.
 
@@ -75,14 +87,14 @@ class ExpertEngine:
     where the agent loop's stop string would end a real generation).
     """
 
-    def __init__(self, tokenizer, task: str, plan: List[str]):
-        self.tokenizer, self.task, self.plan, self.turn = tokenizer, task, list(plan), 0
+    def __init__(self, tokenizer, task: str, plan: List[str], respond=expert_response):
+        self.tokenizer, self.task, self.plan, self.turn, self.respond = tokenizer, task, list(plan), 0, respond
 
     async def generate(self, prompt_token_ids, sampling_params, multi_modal_data=None):
         if self.turn >= len(self.plan):
             raise RuntimeError(f"the episode asked for turn {self.turn + 1} of a {len(self.plan)}-step plan; "
                                "the environment did not end it when the plan was done")
-        text = expert_response(self.task, self.plan[self.turn])
+        text = self.respond(self.task, self.plan[self.turn])
         self.turn += 1
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return NS(outputs=[NS(token_ids=ids, text=text, finish_reason="stop", logprobs=None)])
@@ -147,7 +159,35 @@ def scienceworld_expert_games(n: int, seed: int, tasks: Optional[List[str]], max
         stock.close()
 
 
-EXPERTS = {"alfworld": alfworld_expert_games, "scienceworld": scienceworld_expert_games}
+def signpost_expert_games(n: int, seed: int, tasks: Optional[List[str]], max_turns: int
+                          ) -> Iterator[Tuple[TextEnv, TaskSpec, str, List[str]]]:
+    """(env, spec, task, plan) of n train trails; plan = the signposts' directions."""
+    from openrlhf_epo.envs.signpost_env import SignpostEnv, signpost_task_specs
+
+    with SignpostEnv(max_turns=max_turns) as env:
+        for spec in signpost_task_specs("train", n, seed, tasks):
+            observation = env.reset(spec, False)
+            yield env, spec, observation.task, env.expert_plan()
+
+
+EXPERTS = {"alfworld": alfworld_expert_games, "scienceworld": scienceworld_expert_games,
+           "signpost": signpost_expert_games}
+
+
+# ----------------------------------------------------------------------------------------------- random policy
+def random_plan(env: TextEnv, spec: TaskSpec, turns: int, rng: random.Random) -> List[str]:
+    """Uniformly random admissible actions, one per turn, until the episode ends or `turns` are taken. Played on
+    env itself; the environments are deterministic given the spec, so the agent loop replays the same episode."""
+    actions, plan = env.reset(spec).admissible, []
+    for _ in range(turns):
+        if not actions:
+            break
+        plan.append(rng.choice(actions))
+        result = env.step(plan[-1], with_admissible=True)
+        if result.done:
+            break
+        actions = result.info["admissible"]
+    return plan
 
 
 # ---------------------------------------------------------------------------------------------------- the file
@@ -180,10 +220,13 @@ def load_tokenizer(folder: str):
     return tokenizer
 
 
-def check_arguments(env: str, n: int, history_length: int, max_prompt_tokens: int, max_turns: Optional[int]) -> None:
+def check_arguments(env: str, n: int, history_length: int, max_prompt_tokens: int, max_turns: Optional[int],
+                    policy: str = "expert") -> None:
     """A ValueError naming the first bad argument (before any tokenizer is loaded or game generated)."""
     if env not in EXPERTS:
         raise ValueError(f"environment {env!r} is not one of {', '.join(ENVS)}")
+    if policy not in POLICIES:
+        raise ValueError(f"--policy {policy!r} is not one of {', '.join(POLICIES)}")
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"--n {n} must be >= 1")
     if not isinstance(history_length, int) or history_length < 0:
@@ -196,9 +239,11 @@ def check_arguments(env: str, n: int, history_length: int, max_prompt_tokens: in
 
 def write_sft_dataset(env: str, out: Path, n: int, seed: int, tokenizer, history_length: int = 2,
                       max_prompt_tokens: int = 2048, tasks: Optional[List[str]] = None,
-                      max_turns: Optional[int] = None) -> SFTStats:
-    """Play n train instances of `env` with its expert in the agent loop and write one SFT line per turn to `out`."""
-    check_arguments(env, n, history_length, max_prompt_tokens, max_turns)
+                      max_turns: Optional[int] = None, policy: str = "expert") -> SFTStats:
+    """Play n train instances of `env` with its expert (or the random policy) in the agent loop and write one SFT
+    line per turn to `out`. Expert episodes that do not win are left out; random ones are kept, won or not."""
+    check_arguments(env, n, history_length, max_prompt_tokens, max_turns, policy)
+    rng = random.Random(seed)
     config = EpisodeConfig(history_length=history_length, max_prompt_tokens=max_prompt_tokens, max_turns=max_turns)
     sampling = NS(max_tokens=None, stop=None)
     stats = SFTStats()
@@ -209,6 +254,8 @@ def write_sft_dataset(env: str, out: Path, n: int, seed: int, tokenizer, history
         with tmp.open("w") as handle:  # written aside, then renamed: a crash leaves no half dataset behind
             for text_env, spec, task, plan in EXPERTS[env](n, seed, tasks, config.turns_for(env)):
                 name = f"{spec.task} #{spec.variation}"
+                if policy == "random":
+                    plan = random_plan(text_env, spec, config.turns_for(env), rng)
                 if not plan:
                     stats.skipped[name] = "no expert plan"
                     continue
@@ -216,11 +263,11 @@ def write_sft_dataset(env: str, out: Path, n: int, seed: int, tokenizer, history
                 if len(plan) > budget:
                     stats.skipped[name] = f"its {len(plan)}-step plan exceeds the {budget}-turn budget (--max-turns)"
                     continue
-                engine = ExpertEngine(tokenizer, task, plan)
+                engine = ExpertEngine(tokenizer, task, plan, RESPONSES[policy])
                 # the loop stops with the plan: a plan that ends without a win must not ask the engine for more
                 episode = asyncio.run(run_episode(text_env, spec, engine, tokenizer, sampling,
                                                   replace(config, max_turns=len(plan))))
-                if not episode.won:
+                if not episode.won and (policy == "expert" or episode.error):
                     stats.skipped[name] = episode.error or (
                         f"its {len(plan)}-step plan did not win here (ended after {len(episode.turns)} turns)")
                     continue
@@ -251,14 +298,17 @@ def add_parser(sub) -> None:
                         help="turn budget; longer expert plans are left out (default: the agent loop's, 50 / 30)")
     parser.add_argument("--tasks", nargs="+", default=None,
                         help="restrict to these ALFWorld task types / ScienceWorld tasks (default: all)")
+    parser.add_argument("--policy", choices=POLICIES, default="expert",
+                        help="expert: the environment's expert plays; random: uniformly random admissible actions, "
+                             "every episode kept (the format without the expertise) (default: expert)")
     parser.set_defaults(func=cmd_sft_data)
 
 
 def cmd_sft_data(args) -> int:
-    check_arguments(args.env, args.n, args.history_length, args.max_prompt_tokens, args.max_turns)
+    check_arguments(args.env, args.n, args.history_length, args.max_prompt_tokens, args.max_turns, args.policy)
     stats = write_sft_dataset(args.env, Path(args.out), args.n, args.seed, load_tokenizer(args.tokenizer),
-                              args.history_length, args.max_prompt_tokens, args.tasks, args.max_turns)
-    print(f"wrote {stats.lines} turns of {stats.games} {args.env} expert episodes to {args.out} "
+                              args.history_length, args.max_prompt_tokens, args.tasks, args.max_turns, args.policy)
+    print(f"wrote {stats.lines} turns of {stats.games} {args.env} {args.policy} episodes to {args.out} "
           f"(longest: {stats.longest} tokens; train_sft needs --data.max_len >= {stats.longest})")
     for name, why in stats.skipped.items():
         print(f"  left out {name}: {why}")

@@ -154,3 +154,36 @@ def test_scienceworld_gold_path_lines(tmp_path, tokenizer):
     assert all(parse_turn(line["response"]).valid for line in lines)
     assert "Your current task is:" in lines[0]["prompt"] and "Current available actions:" in lines[1]["prompt"]
     assert "The task is to find a(n) living thing." in lines[0]["response"]
+
+
+def test_signpost_random_policy_turns_are_admissible_and_kept_won_or_not(tmp_path):
+    """The format warm-up for the built-in environment: uniformly random admissible actions, every episode kept,
+    each line's action admissible in the state the environment itself replays to; the share of won episodes is the
+    random agent's P(Bin(10, 1/4) >= 5)."""
+    from openrlhf_epo.envs.signpost_env import SignpostEnv, random_success
+    from openrlhf_epo.runtime.signpost_model import signpost_model_dir
+
+    folder = signpost_model_dir(tmp_path / "models", hidden=64, layers=1)
+    out = tmp_path / "signpost.jsonl"
+    done = _run("signpost", "--policy", "random", "--n", "300", "--seed", "4", "--tokenizer", str(folder),
+                "--out", str(out))
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    by_episode = defaultdict(list)
+    for line in lines:
+        by_episode[line["label"]].append(line)
+    assert len(by_episode) == 300 and f"wrote {len(lines)} turns of 300 signpost random episodes" in done.stdout
+    env, wins = SignpostEnv(), 0
+    for label, turns in by_episode.items():
+        obs = env.reset(TaskSpec.from_json(label))
+        actions, result = obs.admissible, None
+        for expected_turn, line in enumerate(turns):
+            parsed = parse_turn(line["response"].removesuffix("<|im_end|>"))
+            assert line["turn"] == expected_turn and parsed.valid and parsed.action in actions
+            assert "I will try: " + parsed.action in line["response"]
+            result = env.step(parsed.action, with_admissible=True)
+            actions = result.info["admissible"]
+        assert result.done or len(turns) == 10  # to the end of the episode: won, or the turn budget used
+        wins += result.won
+    p = random_success("trail")
+    assert abs(wins / 300 - p) < 4 * (p * (1 - p) / 300) ** 0.5 + 1 / 300
