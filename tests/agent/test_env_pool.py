@@ -20,11 +20,19 @@ class WalkthroughEngine:
 
     def __init__(self, tokenizer, plans):
         self.tokenizer, self.plans, self.in_flight, self.max_in_flight = tokenizer, plans, 0, 0
+        self.overlapped = asyncio.Event()
 
     async def generate(self, prompt_token_ids, sampling_params, multi_modal_data=None):
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        await asyncio.sleep(0.01)  # a batch forms while requests wait, as in a real engine
+        if self.in_flight >= 2:
+            self.overlapped.set()
+        # A batch forms while requests wait, as in a real engine: until a second request has come (at most 5 s),
+        # so episodes that run concurrently overlap here however loaded the machine is; sequential ones never do.
+        try:
+            await asyncio.wait_for(self.overlapped.wait(), timeout=5)
+        except asyncio.TimeoutError:
+            pass
         prompt = self.tokenizer.decode(prompt_token_ids)
         task = next(t for t in self.plans if t.removeprefix("Your task is to:").strip() in prompt)
         step = re.search(r"You are now at step (\d+)", prompt)
