@@ -85,7 +85,7 @@ def prepare_resume(args) -> Optional[str]:
         for group_dir in groups:
             if _read_latest(group_dir) is None:  # only torn saves: the first save never finished
                 _remove_torn(group_dir, _step_dirs(group_dir), newer_than=-1)
-                if not os.listdir(group_dir) or set(os.listdir(group_dir)) <= {"zero_to_fp32.py"}:
+                if set(os.listdir(group_dir)) <= {"zero_to_fp32.py"}:
                     shutil.rmtree(group_dir)  # upstream would try to load it; there is nothing to load
         return None  # a checkpoint from before openrlhf-epo recorded saves: upstream's `latest`, as upstream does
     tag, step = record["tag"], record["global_step"]

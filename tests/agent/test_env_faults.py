@@ -20,6 +20,7 @@ from openrlhf_epo.agent.env_pool import EnvPool, play_episode
 from openrlhf_epo.agent.episode import EpisodeConfig
 from openrlhf_epo.envs.base import TaskSpec
 from openrlhf_epo.runtime.offline_models import qwen_tokenizer
+from pipeline_run import alive  # tests/epo_testkit, on sys.path by conftest
 
 pytestmark = pytest.mark.slow  # environment processes and JVMs
 
@@ -43,13 +44,6 @@ class OracleEngine:
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return NS(outputs=[NS(token_ids=ids, text=text, finish_reason="stop", logprobs=None)])
 
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split()[2] != "Z"
-    except OSError:
-        return False
 
 
 class Recording:
@@ -101,11 +95,11 @@ def test_a_failing_alfworld_process_fails_its_episode_and_is_replaced(alfworld, 
             assert "did not answer step within 4 s (--agent.env_timeout_s); it was killed" in failed.error
             assert elapsed < 4.0 + 15  # the timeout bounded the hang
         first = factory.built[0]
-        assert pool.retired == 1 and not _alive(first.pid)  # retired and killed, even when frozen
+        assert pool.retired == 1 and not alive(first.pid)  # retired and killed, even when frozen
         again = _play(pool, spec, OracleEngine(tokenizer, plan))
         assert again.won and not again.failed
         assert pool.created == 2 and factory.built[1].pid != first.pid  # a fresh instance, not the dead one
-    assert not _alive(factory.built[1].pid)  # the pool closed it
+    assert not alive(factory.built[1].pid)  # the pool closed it
 
 
 @pytest.mark.parametrize("fault", ["kill", "freeze"])
@@ -126,7 +120,7 @@ def test_a_failing_scienceworld_jvm_fails_its_episode_and_is_replaced(gold, faul
         assert failed.failed and not failed.won
         expected = "the JVM died" if fault == "kill" else "did not answer step within 5 s"
         assert expected in failed.error, failed.error
-        assert pool.retired == 1 and not _alive(first_jvm[0])
+        assert pool.retired == 1 and not alive(first_jvm[0])
         again = _play(pool, spec, OracleEngine(tokenizer, gold))
         assert again.won and pool.created == 2 and factory.built[1].java_pid != first_jvm[0]
 
@@ -169,7 +163,7 @@ def test_an_environment_that_hangs_while_starting_is_killed(alfworld):
     assert episode.failed and "the ScienceWorld JVM did not start within 3 s; it was killed" in episode.error
     assert time.monotonic() - started < 3.0 + 20
     assert not [pid for pid in _children_of_me() if "java" in open(f"/proc/{pid}/cmdline").read()
-                and _alive(pid)]
+                and alive(pid)]
 
     before, frozen, stop = set(_children_of_me()), [], threading.Event()
 
@@ -190,7 +184,7 @@ def test_an_environment_that_hangs_while_starting_is_killed(alfworld):
         watcher.join()
     assert frozen and "did not start within 3 s; it was killed" in str(hung.value)
     time.sleep(0.5)
-    assert not _alive(frozen[0])
+    assert not alive(frozen[0])
 
 
 def test_an_instance_that_died_while_idle_is_never_leased(alfworld):

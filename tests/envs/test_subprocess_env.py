@@ -13,17 +13,11 @@ from openrlhf_epo.agent.env_pool import env_factory
 from openrlhf_epo.envs.alfworld_env import AlfWorldEnv
 from openrlhf_epo.envs.base import EnvironmentError_
 from openrlhf_epo.envs.subprocess_env import SubprocessEnv
+from pipeline_run import alive  # tests/epo_testkit, on sys.path by conftest
 
 pytestmark = pytest.mark.slow  # child interpreters import textworld / alfworld
 
 
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().split()[2] != "Z"
 
 
 def _transcript(env, spec, plan):
@@ -43,13 +37,13 @@ def test_a_child_plays_the_same_episode_as_the_parent(alfworld_game, monkeypatch
     with AlfWorldEnv(cache_dir=cache) as local:
         expected = _transcript(local, spec, plan)
     with SubprocessEnv("alfworld") as remote:
-        assert remote.pid != os.getpid() and _alive(remote.pid)
+        assert remote.pid != os.getpid() and alive(remote.pid)
         assert open(f"/proc/{remote.pid}/cmdline").read().startswith("openrlhf-epo::env-alfworld")  # as ps shows it
         got = _transcript(remote, spec, plan)
         assert remote.attribute("walkthrough") == plan
         pid = remote.pid
     assert got == expected and expected[-1][3] is True  # the plan wins, in both
-    assert not _alive(pid)
+    assert not alive(pid)
 
 
 def test_a_crashed_child_is_named_and_errors_cross_the_pipe(alfworld_game):
@@ -87,13 +81,13 @@ def test_the_child_exits_when_its_parent_is_killed(tmp_path):
     """)
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     child = int(parent.stdout.readline())
-    assert _alive(child)
+    assert alive(child)
     parent.kill()
     parent.wait()
     deadline = time.time() + 20
-    while _alive(child) and time.time() < deadline:
+    while alive(child) and time.time() < deadline:
         time.sleep(0.2)
-    assert not _alive(child), "the environment process outlived its parent"
+    assert not alive(child), "the environment process outlived its parent"
 
 
 def test_auto_workers_put_alfworld_in_a_process_and_scienceworld_in_process():

@@ -111,6 +111,15 @@ def left_behind(before, wait_s: float = 30):
         time.sleep(1)
 
 
+def alive(pid: int) -> bool:
+    """pid runs (an exited process its parent has not reaped yet, a zombie, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def ancestors(pid: int) -> List[int]:
     """pid's parent chain up to init (empty once the process is gone)."""
     chain = []

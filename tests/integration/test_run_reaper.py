@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+from pipeline_run import alive  # tests/epo_testkit, on sys.path by conftest
+
 GRACE_S = 1.0
 
 LINGER = """
@@ -45,18 +47,11 @@ time.sleep(600)
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def _watchers(run_id: str):
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            if run_id in open(f"/proc/{pid}/cmdline").read() and _alive(int(pid)):
+            if run_id in open(f"/proc/{pid}/cmdline").read() and alive(int(pid)):
                 found.append(int(pid))
         except OSError:
             continue
@@ -93,16 +88,16 @@ def test_a_killed_drivers_leftovers_are_killed_after_the_grace_period(tmp_path):
         driver.kill()
         driver.wait()
         time.sleep(GRACE_S / 2)
-        assert _alive(unmarked) and _alive(daemon)  # the run's processes get their grace period first
-        assert _wait_until(lambda: not _alive(unmarked) and not _alive(daemon), GRACE_S + 10)
-        assert _alive(stranger.pid)  # not of this run: left alone
+        assert alive(unmarked) and alive(daemon)  # the run's processes get their grace period first
+        assert _wait_until(lambda: not alive(unmarked) and not alive(daemon), GRACE_S + 10)
+        assert alive(stranger.pid)  # not of this run: left alone
         assert _wait_until(lambda: not _watchers(run_id), 10)
         said = (tmp_path / "driver.err").read_text()
         assert f"the driver (pid {driver.pid}) has ended; 2 process(es) of its run were still running" in said
         assert f"{unmarked} " in said and f"{daemon} " in said and "were killed" in said
     finally:
         for pid in (unmarked, daemon):
-            if _alive(pid):
+            if alive(pid):
                 os.kill(pid, signal.SIGKILL)
         stranger.kill()
         stranger.wait()
@@ -114,7 +109,7 @@ def test_a_clean_exit_ends_the_watcher_quietly(tmp_path):
         assert driver.wait(timeout=30) == 0
         assert _wait_until(lambda: not _watchers(run_id), GRACE_S + 10)
         assert "killed" not in (tmp_path / "driver.err").read_text()
-        assert _alive(stranger.pid)
+        assert alive(stranger.pid)
     finally:
         stranger.kill()
         stranger.wait()

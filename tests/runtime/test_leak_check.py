@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+from pipeline_run import alive  # tests/epo_testkit, on sys.path by conftest
+
 KIT = Path(__file__).resolve().parents[1] / "epo_testkit"
 
 LEAKY = '''
@@ -35,13 +37,6 @@ def _session(tmp_path: Path, body: str) -> subprocess.CompletedProcess:
                            "test_inner.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def test_a_leaked_process_fails_the_session_and_is_killed(tmp_path):
     done = _session(tmp_path, LEAKY)
     pid = int((tmp_path / "sleeper.pid").read_text())
@@ -49,10 +44,10 @@ def test_a_leaked_process_fails_the_session_and_is_killed(tmp_path):
     assert "1 passed" in done.stdout  # the test itself passed: the leak alone failed the session
     assert "were still running (killed now)" in done.stdout and f"pid {pid}: sleep 600" in done.stdout
     for _ in range(50):
-        if not _alive(pid):
+        if not alive(pid):
             break
         time.sleep(0.1)
-    assert not _alive(pid)
+    assert not alive(pid)
 
 
 def test_a_clean_session_passes(tmp_path):
