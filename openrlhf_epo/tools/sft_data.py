@@ -66,15 +66,31 @@ def goal_of(task: str) -> str:
     return first.rstrip(".!? ")
 
 
-def expert_response(task: str, action: str) -> str:
+def last_sentence(observation: str) -> str:
+    """The observation's last sentence, on one line: "A signpost points north." of a Signpost clearing."""
+    text = " ".join(observation.split())
+    return re.split(r"(?<=[.!?])\s", text)[-1] if text else ""
+
+
+def expert_response(task: str, action: str, observation: str = "") -> str:
     """The target turn: one true sentence of reasoning (the expert does follow a plan), then the expert's action."""
     reasoning = f"The task is to {goal_of(task)}. The next step of my plan is: {action}."
     return f"<think>{reasoning}</think><action>{action}</action>"
 
 
-def random_response(task: str, action: str) -> str:
-    """The random policy's turn: a true sentence too (it follows no plan), then its action."""
-    return f"<think>The task is to {goal_of(task)}. I will try: {action}.</think><action>{action}</action>"
+def random_response(task: str, action: str, observation: str = "") -> str:
+    """The random policy's turn: true sentences too (the task, and what it sees: the observation's last sentence;
+    it follows no plan), then its action.
+
+    Why restate the observation: reading it is the format the prompt asks for ("reason step-by-step about the
+    current situation"), not expertise: the action stays random, so a model warmed up on it succeeds about as often
+    as chance, but what it must act on is then in its own words a few tokens before the action, and RL has a short
+    step to learn. Without it, a tiny model warmed up on Signpost's random turns never tied its action to the sign
+    within the RL steps a test can afford (README, "Learning").
+    """
+    seen = last_sentence(observation)
+    seen = f" {seen}" if seen else ""
+    return f"<think>The task is to {goal_of(task)}.{seen} I will try: {action}.</think><action>{action}</action>"
 
 
 RESPONSES = {"expert": expert_response, "random": random_response}
@@ -87,14 +103,16 @@ class ExpertEngine:
     where the agent loop's stop string would end a real generation).
     """
 
-    def __init__(self, tokenizer, task: str, plan: List[str], respond=expert_response):
+    def __init__(self, tokenizer, task: str, plan: List[str], respond=expert_response,
+                 seen: Optional[List[str]] = None):
         self.tokenizer, self.task, self.plan, self.turn, self.respond = tokenizer, task, list(plan), 0, respond
+        self.seen = list(seen) if seen is not None else [""] * len(self.plan)  # turn t's observation
 
     async def generate(self, prompt_token_ids, sampling_params, multi_modal_data=None):
         if self.turn >= len(self.plan):
             raise RuntimeError(f"the episode asked for turn {self.turn + 1} of a {len(self.plan)}-step plan; "
                                "the environment did not end it when the plan was done")
-        text = self.respond(self.task, self.plan[self.turn])
+        text = self.respond(self.task, self.plan[self.turn], self.seen[self.turn])
         self.turn += 1
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return NS(outputs=[NS(token_ids=ids, text=text, finish_reason="stop", logprobs=None)])
@@ -175,19 +193,22 @@ EXPERTS = {"alfworld": alfworld_expert_games, "scienceworld": scienceworld_exper
 
 
 # ----------------------------------------------------------------------------------------------- random policy
-def random_plan(env: TextEnv, spec: TaskSpec, turns: int, rng: random.Random) -> List[str]:
-    """Uniformly random admissible actions, one per turn, until the episode ends or `turns` are taken. Played on
-    env itself; the environments are deterministic given the spec, so the agent loop replays the same episode."""
-    actions, plan = env.reset(spec).admissible, []
+def random_plan(env: TextEnv, spec: TaskSpec, turns: int, rng: random.Random) -> Tuple[List[str], List[str]]:
+    """Uniformly random admissible actions, one per turn, until the episode ends or `turns` are taken, and the
+    observation each was chosen on. Played on env itself; the environments are deterministic given the spec, so the
+    agent loop replays the same episode."""
+    first = env.reset(spec)
+    actions, observation, plan, seen = first.admissible, first.text, [], []
     for _ in range(turns):
         if not actions:
             break
         plan.append(rng.choice(actions))
+        seen.append(observation)
         result = env.step(plan[-1], with_admissible=True)
         if result.done:
             break
-        actions = result.info["admissible"]
-    return plan
+        actions, observation = result.info["admissible"], result.observation
+    return plan, seen
 
 
 # ---------------------------------------------------------------------------------------------------- the file
@@ -254,8 +275,9 @@ def write_sft_dataset(env: str, out: Path, n: int, seed: int, tokenizer, history
         with tmp.open("w") as handle:  # written aside, then renamed: a crash leaves no half dataset behind
             for text_env, spec, task, plan in EXPERTS[env](n, seed, tasks, config.turns_for(env)):
                 name = f"{spec.task} #{spec.variation}"
+                seen = None
                 if policy == "random":
-                    plan = random_plan(text_env, spec, config.turns_for(env), rng)
+                    plan, seen = random_plan(text_env, spec, config.turns_for(env), rng)
                 if not plan:
                     stats.skipped[name] = "no expert plan"
                     continue
@@ -263,7 +285,7 @@ def write_sft_dataset(env: str, out: Path, n: int, seed: int, tokenizer, history
                 if len(plan) > budget:
                     stats.skipped[name] = f"its {len(plan)}-step plan exceeds the {budget}-turn budget (--max-turns)"
                     continue
-                engine = ExpertEngine(tokenizer, task, plan, RESPONSES[policy])
+                engine = ExpertEngine(tokenizer, task, plan, RESPONSES[policy], seen)
                 # the loop stops with the plan: a plan that ends without a win must not ask the engine for more
                 episode = asyncio.run(run_episode(text_env, spec, engine, tokenizer, sampling,
                                                   replace(config, max_turns=len(plan))))

@@ -70,11 +70,12 @@ def test_every_prompt_of_fresh_episodes_is_covered_and_round_trips(tokenizer):
 
 def test_warm_up_responses_keep_their_tags_and_words(tokenizer):
     for respond in RESPONSES.values():
-        text = respond("Your task is to: follow the signposts to the end of the trail.", "go south")
+        text = respond("Your task is to: follow the signposts to the end of the trail.", "go west",
+                       "You stand in a mossy clearing at the start of a forest trail. A signpost points east.")
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         assert tokenizer.unk_token_id not in ids
         decoded = tokenizer.decode(ids)
-        assert "<action> go south </action>" in decoded and decoded.startswith("<think>")
+        assert "<action> go west </action>" in decoded and decoded.startswith("<think>")
 
 
 def test_the_model_loads_as_a_causal_lm_and_is_deterministic(folder, tokenizer, tmp_path):

@@ -158,8 +158,8 @@ def test_scienceworld_gold_path_lines(tmp_path, tokenizer):
 
 def test_signpost_random_policy_turns_are_admissible_and_kept_won_or_not(tmp_path):
     """The format warm-up for the built-in environment: uniformly random admissible actions, every episode kept,
-    each line's action admissible in the state the environment itself replays to; the share of won episodes is the
-    random agent's P(Bin(10, 1/4) >= 5)."""
+    each line's action admissible in the state the environment itself replays to, its reasoning restating the sign
+    that state shows; the share of won episodes is the random agent's P(Bin(10, 1/3) >= 5)."""
     from openrlhf_epo.envs.signpost_env import SignpostEnv, random_success
     from openrlhf_epo.runtime.signpost_model import signpost_model_dir
 
@@ -180,7 +180,8 @@ def test_signpost_random_policy_turns_are_admissible_and_kept_won_or_not(tmp_pat
         for expected_turn, line in enumerate(turns):
             parsed = parse_turn(line["response"].removesuffix("<|im_end|>"))
             assert line["turn"] == expected_turn and parsed.valid and parsed.action in actions
-            assert "I will try: " + parsed.action in line["response"]
+            sign = env.expert_plan()[0].removeprefix("go ")
+            assert f"trail. A signpost points {sign}. I will try: {parsed.action}.</think>" in line["response"]
             result = env.step(parsed.action, with_admissible=True)
             actions = result.info["admissible"]
         assert result.done or len(turns) == 10  # to the end of the episode: won, or the turn budget used
