@@ -66,10 +66,15 @@ def goal_of(task: str) -> str:
     return first.rstrip(".!? ")
 
 
+RESTATED_WORDS = 20  # a longer last sentence (a ScienceWorld room listing) is not restated: it would crowd the budget
+
+
 def last_sentence(observation: str) -> str:
-    """The observation's last sentence, on one line: "A signpost points north." of a Signpost clearing."""
+    """The observation's last sentence, on one line ("A signpost points north." of a Signpost clearing), or "" when
+    it is longer than RESTATED_WORDS words."""
     text = " ".join(observation.split())
-    return re.split(r"(?<=[.!?])\s", text)[-1] if text else ""
+    last = re.split(r"(?<=[.!?])\s", text)[-1] if text else ""
+    return last if len(last.split()) <= RESTATED_WORDS else ""
 
 
 def expert_response(task: str, action: str, observation: str = "") -> str:

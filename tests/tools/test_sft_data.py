@@ -188,3 +188,20 @@ def test_signpost_random_policy_turns_are_admissible_and_kept_won_or_not(tmp_pat
         wins += result.won
     p = random_success("trail")
     assert abs(wins / 300 - p) < 4 * (p * (1 - p) / 300) ** 0.5 + 1 / 300
+
+
+def test_the_random_reasoning_restates_a_short_last_sentence_only():
+    from openrlhf_epo.tools.sft_data import RESTATED_WORDS, last_sentence, random_response
+
+    assert last_sentence("You take the east path and reach a sunny clearing.\n A signpost  points west.") == (
+        "A signpost points west.")
+    assert last_sentence("Nothing happens.") == "Nothing happens." and last_sentence("") == ""
+    listing = "This room is called the kitchen. In it, you see: " + ", ".join(["a thing"] * RESTATED_WORDS) + "."
+    assert last_sentence(listing) == ""  # too long to restate
+    task = "Your task is to: follow the signposts to the end of the trail."
+    assert random_response(task, "go east", "A signpost points west.") == (
+        "<think>The task is to follow the signposts to the end of the trail. A signpost points west. I will try: "
+        "go east.</think><action>go east</action>")
+    assert random_response(task, "go east", listing) == (
+        "<think>The task is to follow the signposts to the end of the trail. I will try: go east.</think>"
+        "<action>go east</action>")
