@@ -29,8 +29,9 @@ from openrlhf_epo.runtime.offline_models import CHATML_TEMPLATE, build_once, mod
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<unk>"]  # pad, ChatML's two markers, unknown
 TAGS = ["<think>", "</think>", "<action>", "</action>"]
 MAX_NUMBER = 999  # "you have already taken 12 step(s)": numbers up to here are words of their own
-# Wide and shallow: warmed up on the same random-policy turns (200 steps of 32), hidden 256 x 2 layers reached the
-# loss floor (only the random action uncertain) and copied its restated action into <action>; 128 x 4 did not.
+# Wide and shallow: warmed up on the same random-policy turns (a pure-torch SFT, 200 steps of 32), hidden 256 x 2
+# reached the loss floor (only the random action uncertain) and copied its restated action into <action>; 128 x 4
+# did not.
 HIDDEN, LAYERS = 256, 2
 VOCAB_EPISODES = 60  # random episodes per split rendered to collect the vocabulary (every sentence form appears)
 

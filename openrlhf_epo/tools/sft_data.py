@@ -90,8 +90,7 @@ def random_response(task: str, action: str, observation: str = "") -> str:
     Why restate the observation: reading it is the format the prompt asks for ("reason step-by-step about the
     current situation"), not expertise: the action stays random, so a model warmed up on it succeeds about as often
     as chance, but what it must act on is then in its own words a few tokens before the action, and RL has a short
-    step to learn. Without it, a tiny model warmed up on Signpost's random turns never tied its action to the sign
-    within the RL steps a test can afford (README, "Learning").
+    step to learn (README, "Learning on the built-in environment": the measured runs).
     """
     seen = last_sentence(observation)
     seen = f" {seen}" if seen else ""
