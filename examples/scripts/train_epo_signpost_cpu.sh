@@ -30,6 +30,8 @@ STEPS=${STEPS:-$DEFAULT_STEPS}
 EPISODES=${EPISODES:-64}       # episodes per RL step
 LR=${LR:-1e-4}                 # one optimizer step per RL step; 2e-4 and 3e-4 broke the policy in the first step
 CRITIC_LR=${CRITIC_LR:-5e-4}
+LR_SCHEDULER=${LR_SCHEDULER:-constant_with_warmup}  # a cosine over 8 RL steps is at 0.45x by step 5, before learning starts
+POOL=${POOL:-8}                # environment instances (concurrent episodes) of the engine
 WORK=${WORK:-$ROOT/runs/signpost_cpu}
 RUN=${RUN:-${ESTIMATOR}_s${SEED}}
 MAX_TURNS=10                   # the environment's default: the random admissible agent wins 0.2131 of trails
@@ -84,7 +86,7 @@ fi
 ALGO=(--algo.advantage.estimator "$ESTIMATOR")
 if [ "$ESTIMATOR" = gae ]; then
   ALGO+=(--critic.model_name_or_path "$WORK/sft" --critic.num_nodes 1 --critic.num_gpus_per_node 1
-         --critic.adam.lr "$CRITIC_LR")
+         --critic.adam.lr "$CRITIC_LR" --critic.lr_scheduler "$LR_SCHEDULER")
 fi
 if [ ! -s "$OUT/final/config.json" ]; then
   $PY -m openrlhf.cli.train_ppo_ray \
@@ -93,7 +95,7 @@ if [ ! -s "$OUT/final/config.json" ]; then
     --vllm.num_engines 1 --vllm.tensor_parallel_size 1 --ds.zero_stage 2 \
     --agent.mode per_turn --agent.max_turns "$MAX_TURNS" --agent.history_length 0 \
     --agent.max_prompt_tokens "$MAX_PROMPT_TOKENS" --agent.max_response_tokens "$MAX_RESPONSE_TOKENS" \
-    --agent.pool_size "$EPISODES" \
+    --agent.pool_size "$POOL" \
     --data.prompt_dataset "$OUT/prompts.jsonl" --data.input_key prompt --data.label_key label \
     --data.max_len $((MAX_PROMPT_TOKENS + MAX_RESPONSE_TOKENS)) \
     --eval.dataset "$DATA/iid.jsonl" --eval.steps "$STEPS" --eval.temperature "$TEMPERATURE" \
@@ -102,7 +104,7 @@ if [ ! -s "$OUT/final/config.json" ]; then
     --rollout.micro_batch_size 32 --rollout.temperature "$TEMPERATURE" \
     --train.batch_size $((EPISODES * MAX_TURNS)) --train.micro_batch_size 32 --train.num_episodes 1 \
     --train.seed "$SEED" "${ALGO[@]}" --algo.kl.init_coef 0 \
-    --actor.loss_agg_mode trajectory --actor.adam.lr "$LR" --actor.epo.enable \
+    --actor.loss_agg_mode trajectory --actor.adam.lr "$LR" --actor.lr_scheduler "$LR_SCHEDULER" --actor.epo.enable \
     --ckpt.path "$OUT/ckpt" --ckpt.save_steps 1 --ckpt.max_num 1 --ckpt.load_enable --ckpt.output_dir "$OUT/final" \
     --logger.tensorboard_dir "$OUT/tb" --logger.jsonl_path "$OUT/metrics.jsonl"
 fi
