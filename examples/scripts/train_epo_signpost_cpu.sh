@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # EPO on Signpost, the built-in environment (openrlhf_epo/envs/signpost_env.py), on a CPU-only machine: the recipe of
-# the README's "Learning on the built-in environment" as one launcher (work in progress: its first full run, from a
-# fresh warm-up, did not learn in 8 PPO steps; see there).
+# the README's "Learning on the built-in environment" as one launcher, run by the main job and the learning test:
 #   1. data: training trails, 128 held-out iid trails, and the warm-up's turns: the uniformly random admissible agent
 #      in the <think>/<action> format (format, no expertise);
 #   2. format warm-up of the built-in signpost model (1.5 M parameters, word-level tokenizer) with OpenRLHF's own SFT
@@ -11,8 +10,10 @@
 #      per-turn samples, held-out evaluation after the last step;
 #   5. the before / after table, the figures (`openrlhf-epo plot`) and where everything is.
 # Stages 1-3 live in WORK and are shared by every run there (each skips itself when done); a run lives in WORK/RUN
-# and resumes from its last checkpoint when rerun. The PPO run with the defaults: about 11 minutes on 2 cores.
-# Variables: ESTIMATOR (gae | group_norm), SEED, STEPS, EPISODES (per RL step), LR, CRITIC_LR, WORK, RUN.
+# and resumes from its last checkpoint when rerun. The PPO run with the defaults: about 8 minutes on 2 cores after
+# the warm-up (about 4) and its evaluation (about 1).
+# Variables: ESTIMATOR (gae | group_norm), SEED, STEPS, EPISODES (per RL step), LR, CRITIC_LR, LR_SCHEDULER, POOL,
+# WORK, RUN.
 set -euo pipefail
 
 ROOT=${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
