@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # EPO on Signpost, the built-in environment (openrlhf_epo/envs/signpost_env.py), on a CPU-only machine: the recipe of
-# the README's "Learning on the built-in environment" as one launcher, run by the main job and the learning test:
+# the README's "Learning on the built-in environment" as one launcher, run by the main job:
 #   1. data: training trails, 128 held-out iid trails, and the warm-up's turns: the uniformly random admissible agent
 #      in the <think>/<action> format (format, no expertise);
 #   2. format warm-up of the built-in signpost model (1.5 M parameters, word-level tokenizer) with OpenRLHF's own SFT
