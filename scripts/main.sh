@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job on a CPU-only machine: set up .venv (idempotent), apply the patch series onto the installed
-# OpenRLHF 0.11.2, check the installed stack, then show the pipeline learning: PPO (GAE) + EPO on Signpost, the
+# OpenRLHF 0.11.2, check the installed stack, then train PPO (GAE) + EPO on Signpost, the
 # built-in environment, from a format warm-up on random actions (examples/scripts/train_epo_signpost_cpu.sh; about
-# 13 minutes on 2 cores after setup). It prints held-out success before and after RL and where the metrics, figures,
+# 13 minutes on 2 cores after setup). It prints held-out success before and after RL (it rose
+# 0.324 -> 0.789 in one run and fell 0.332 -> 0.141 in another: see the README) and where the metrics, figures,
 # checkpoints and final model are. Rerunning resumes (every stage skips itself when done). The ALFWorld demo with
 # SmolLM2-135M: examples/scripts/train_ppo_epo_alfworld_cpu.sh.
 set -euo pipefail
