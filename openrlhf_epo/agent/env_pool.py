@@ -19,13 +19,21 @@ from openrlhf_epo.envs.registry import make_env
 WORKERS = ("auto", "thread", "process")
 
 
+def check_pool(size: Optional[int] = None, workers: Optional[str] = None) -> None:
+    """The one check of the pool settings given (AgentConfig at flag time, the pool and its factory): a size of at
+    least one instance, a known kind of worker."""
+    if size is not None and size < 1:
+        raise ValueError(f"env pool size {size} must be >= 1")
+    if workers is not None and workers not in WORKERS:
+        raise ValueError(f"environment workers {workers!r} is not one of {', '.join(WORKERS)}")
+
+
 def env_factory(workers: str = "auto", start_timeout: Optional[float] = None) -> Callable[[str], TextEnv]:
     """How pooled instances are built. "thread": in this process (their calls run in worker threads); "process": each
     in a child process of its own (envs/subprocess_env.py); "auto": a process for ALFWorld, whose Python-side PDDL
     engine serialises a process's instances, in-process for ScienceWorld, which already works in its own JVM.
     start_timeout: a child process or JVM that has not started within it is killed (EnvTimeout)."""
-    if workers not in WORKERS:
-        raise ValueError(f"environment workers {workers!r} is not one of {', '.join(WORKERS)}")
+    check_pool(workers=workers)
 
     def make(env: str) -> TextEnv:
         if workers == "process" or (workers == "auto" and env == "alfworld"):
@@ -39,8 +47,7 @@ def env_factory(workers: str = "auto", start_timeout: Optional[float] = None) ->
 
 class EnvPool:
     def __init__(self, size: int, factory: Callable[[str], TextEnv] = make_env):
-        if size < 1:
-            raise ValueError(f"env pool size {size} must be >= 1")
+        check_pool(size=size)
         self.size, self.factory = size, factory
         self._idle: Dict[str, List[TextEnv]] = {}
         self._all: List[TextEnv] = []
@@ -133,8 +140,16 @@ async def play_episode(pool: EnvPool, spec: TaskSpec, engine: Any, tokenizer: An
         return Episode(spec=spec, task="", success_reward=config.success_reward, error=str(exc))
 
 
-async def run_group(pool: EnvPool, spec: TaskSpec, n: int, engine: Any, tokenizer: Any, sampling_params: Any,
-                    config: EpisodeConfig) -> List[Episode]:
-    """n episodes of the same task instance (a GRPO group), concurrently."""
-    return list(await asyncio.gather(*(play_episode(pool, spec, engine, tokenizer, sampling_params, config)
-                                       for _ in range(n))))
+async def play_groups(pool: EnvPool, specs: List[TaskSpec], n: int, engine: Any, tokenizer: Any, sampling_params: Any,
+                      config: EpisodeConfig, stream: bool = False,
+                      on_episode: Optional[Callable[[], None]] = None) -> List[List[Episode]]:
+    """n episodes of each task instance (a GRPO group; eval's n samples of a line), all launched at once: the pool's
+    size bounds how many play at the same time. on_episode() is called as each one ends (a progress bar)."""
+    async def one(spec: TaskSpec) -> Episode:
+        episode = await play_episode(pool, spec, engine, tokenizer, sampling_params, config, stream=stream)
+        if on_episode is not None:
+            on_episode()
+        return episode
+
+    flat = await asyncio.gather(*(one(spec) for spec in specs for _ in range(n)))
+    return [list(flat[i * n:(i + 1) * n]) for i in range(len(specs))]

@@ -25,15 +25,14 @@ from typing import Any, List, Optional
 
 from openrlhf_epo.agent.parsing import parse_turn
 from openrlhf_epo.agent.prompts import TurnContext, render_chat, render_continuation, render_prompt
-from openrlhf_epo.envs.base import EnvTimeout, TaskSpec, TextEnv
+from openrlhf_epo.envs.base import DEFAULT_MAX_TURNS, EnvTimeout, TaskSpec, TextEnv
 
-DEFAULT_MAX_TURNS = {"alfworld": 50, "scienceworld": 30, "signpost": 10}
 
 
 @dataclass
 class EpisodeConfig:
     history_length: int = 2  # h: past (observation, action) pairs in the prompt (peers: 2)
-    max_turns: Optional[int] = None  # None: 50 ALFWorld, 30 ScienceWorld, 10 signpost
+    max_turns: Optional[int] = None  # None: the environment's (envs/base.DEFAULT_MAX_TURNS)
     max_prompt_tokens: int = 2048  # the paper's prompt budget; longer prompts keep their end
     max_response_tokens: int = 512  # the paper's per-turn response budget
     success_reward: float = 1.0  # outcome reward of a won episode (the paper: 1; peers scale it to 10)
@@ -44,7 +43,7 @@ class EpisodeConfig:
     env_timeout_s: float = 300.0  # bound of every environment reset and step; a slower one is killed, its episode lost
 
     def turns_for(self, env: str) -> int:
-        return self.max_turns or DEFAULT_MAX_TURNS.get(env, 30)
+        return self.max_turns or DEFAULT_MAX_TURNS[env]
 
 
 @dataclass
@@ -221,9 +220,9 @@ async def run_episode(
         )
         episode.turns.append(turn)
         history.append((current, parsed.action))
-        current, actions = result.observation, result.info.get("admissible")
-        if result.info.get("error"):  # the adapter saw its environment die (ScienceWorld's JVM)
-            episode.error = str(result.info["error"])
+        current, actions = result.observation, result.admissible
+        if result.error:  # the adapter saw its environment die (ScienceWorld's JVM)
+            episode.error = result.error
             break
         if result.done:
             episode.done, episode.won = True, bool(result.won)

@@ -34,9 +34,10 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from openrlhf_epo.envs import alfworld_games as games
 from openrlhf_epo.envs.alfworld_games import GameKey, check_task_types, pddl_guard
+from openrlhf_epo.envs import base
 from openrlhf_epo.envs.base import SPLITS, EnvironmentError_, Observation, StepResult, TaskSpec, TextEnv
 
-DEFAULT_MAX_TURNS = 50  # EPO / verl-agent's ALFWorld episode length
+DEFAULT_MAX_TURNS = base.DEFAULT_MAX_TURNS["alfworld"]  # envs/base.py's table
 EXPERTS = ("planner", "handcoded")
 
 OFFICIAL_SPLITS = {"train": "train", "iid": "valid_seen", "ood": "valid_unseen"}
@@ -357,11 +358,11 @@ class AlfWorldEnv(TextEnv):
         self._done = won or truncated
         info.update(turn=self._turn, moves=state["moves"], truncated=truncated,
                     expert_plan_available=self.expert is not None or self.walkthrough is not None)
-        if with_admissible:
-            info["admissible"] = self.admissible_actions()
         if self.expert:
             info["expert_plan"] = list(state["extra.expert_plan"] or [])
-        return StepResult(observation=state.feedback, reward=float(reward), done=self._done, won=won, info=info)
+        admissible = self.admissible_actions() if with_admissible else None
+        return StepResult(observation=state.feedback, reward=float(reward), done=self._done, won=won,
+                          admissible=admissible, info=info)
 
     def admissible_actions(self) -> List[str]:
         self._check_open()

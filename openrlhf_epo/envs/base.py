@@ -11,6 +11,11 @@ from typing import Any, Dict, List, Optional
 
 ENVIRONMENTS = ("scienceworld", "alfworld", "signpost")  # signpost: built in, for tests (envs/signpost_env.py)
 SPLITS = ("train", "iid", "ood")
+# An episode's turn limit when --agent.max_turns is not given, the one table of them: EPO / verl-agent's ALFWorld
+# episode length, RLVMR's ScienceWorld budget (the EPO paper takes its baselines from RLVMR), and twice the signpost
+# trail's optimal 5 turns (room for lost turns).
+DEFAULT_MAX_TURNS = {"alfworld": 50, "scienceworld": 30, "signpost": 10}
+TURN_LIMITS = ", ".join(f"{turns} {env}" for env, turns in DEFAULT_MAX_TURNS.items())  # for help texts
 
 
 class EnvironmentError_(RuntimeError):
@@ -60,11 +65,16 @@ class Observation:
 
 @dataclass
 class StepResult:
+    """What step returns. `error` set means the environment failed during the step (the episode is lost, not the
+    agent's fault); `admissible` is None unless asked for."""
+
     observation: str
     reward: float  # this step's reward from the environment (ScienceWorld: change in score; ALFWorld: 0/1)
     done: bool
     won: bool
-    info: Dict[str, Any] = field(default_factory=dict)  # "score", "moves", "error" (a crash), "admissible", ...
+    admissible: Optional[List[str]] = None
+    error: Optional[str] = None  # the failure, naming the instance and the cause (e.g. ScienceWorld's JVM died)
+    info: Dict[str, Any] = field(default_factory=dict)  # environment-specific: "score", "moves", "truncated", ...
 
 
 class TextEnv(ABC):
@@ -78,7 +88,7 @@ class TextEnv(ABC):
 
     @abstractmethod
     def step(self, action: str, with_admissible: bool = False) -> StepResult:
-        """Take one action string; info["admissible"] is filled only when asked for."""
+        """Take one action string; the result's `admissible` is filled only when asked for."""
 
     @abstractmethod
     def admissible_actions(self) -> List[str]:

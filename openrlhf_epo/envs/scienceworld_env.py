@@ -30,7 +30,7 @@ Episode semantics, as the package and the peers define them:
 The JVM: one per instance, started once (about 1 s) and reused: `reset` to a new TaskSpec reloads the task in the
 same JVM. Its heap is capped and its identity hash codes are constant, so that the same TaskSpec gives the same
 episode (see `DEFAULT_JAVA_OPTIONS`). A JVM that dies (killed, out of memory) is detected: `step` returns done, not
-won, and ``info["error"]`` naming the instance and the cause; the next `reset` starts a new JVM. No java process
+won, and ``error`` naming the instance and the cause; the next `reset` starts a new JVM. No java process
 outlives its instance: `close()` (also on ``__exit__``, garbage collection and interpreter exit) shuts the gateway
 down, closes the JVM's stdin (py4j's ``--die-on-broken-pipe`` then exits it) and waits for the pid, killing it if it
 lingers. `scienceworld` and `py4j` are imported only when a JVM starts (they are the optional extra
@@ -45,6 +45,7 @@ import threading
 import weakref
 from typing import Any, Dict, List, Optional, Sequence
 
+from openrlhf_epo.envs import base
 from openrlhf_epo.envs.base import EnvironmentError_, EnvTimeout, Observation, StepResult, TaskSpec, TextEnv
 from openrlhf_epo.envs.scienceworld_splits import MAX_VARIATIONS, check_task
 
@@ -57,7 +58,7 @@ from openrlhf_epo.envs.scienceworld_splits import MAX_VARIATIONS, check_task
 # constant hashes the order follows insertion, the same every time, for about 1.2x the step time (5.7 against 4.9 ms).
 DEFAULT_JAVA_OPTIONS = ("-Xmx512m", "-XX:+UseSerialGC", "-XX:+UnlockExperimentalVMOptions", "-XX:hashCode=2")
 DEFAULT_SIMPLIFICATIONS = "easy"
-DEFAULT_MAX_TURNS = 30  # RLVMR's turn budget for ScienceWorld (the EPO paper takes its baselines from RLVMR)
+DEFAULT_MAX_TURNS = base.DEFAULT_MAX_TURNS["scienceworld"]  # envs/base.py's table
 DEFAULT_ENV_STEP_LIMIT = 100  # the package's envStepLimit, as RLVMR sets it
 # The package's simplifications (`get_possible_simplifications()`), plus "easy" = all of them.
 SIMPLIFICATIONS = ("teleportAction", "selfWateringFlowerPots", "openContainers", "openDoors", "noElectricalAction")
@@ -443,23 +444,25 @@ class ScienceWorldEnv(TextEnv):
         except Py4JError as exc:
             self._done = True
             error = self._failure(exc, f"step {self._turns} (action {action[:80]!r})")
-            info = {"error": error, "score": self._last_score, "turns": self._turns}
-            return StepResult(observation="", reward=0.0, done=True, won=False, info=info)
+            info = {"score": self._last_score, "turns": self._turns}
+            return StepResult(observation="", reward=0.0, done=True, won=False, error=error, info=info)
         reward = score - self._last_score
         self._last_score = score
         env_done = completed or score < 0 or moves > self.env_step_limit  # the stock step's isCompleted
         truncated = not env_done and self._turns >= self._max_turns
         self._done = env_done or truncated
         info: Dict[str, Any] = {"score": score, "moves": moves, "turns": self._turns, "truncated": truncated}
+        admissible = None
         if with_admissible:
             try:
-                info["admissible"] = self._jvm.admissible()
+                admissible = self._jvm.admissible()
             except Py4JError as exc:
                 self._done = True
-                info["error"] = self._failure(exc, "admissible actions")
-                return StepResult(observation=text, reward=float(reward), done=True, won=False, info=info)
+                return StepResult(observation=text, reward=float(reward), done=True, won=False,
+                                  error=self._failure(exc, "admissible actions"), info=info)
         won = completed and score > 0
-        return StepResult(observation=text, reward=float(reward), done=self._done, won=won, info=info)
+        return StepResult(observation=text, reward=float(reward), done=self._done, won=won, admissible=admissible,
+                          info=info)
 
     def admissible_actions(self) -> List[str]:
         """The valid action-object combinations of the current state (sorted, as the package returns them)."""

@@ -24,9 +24,10 @@ import random
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
+from openrlhf_epo.envs import base
 from openrlhf_epo.envs.base import SPLITS, Observation, StepResult, TaskSpec, TextEnv
 
-DEFAULT_MAX_TURNS = 10  # the agent loop's default here: twice the trail's optimal 5 turns, room for lost turns
+DEFAULT_MAX_TURNS = base.DEFAULT_MAX_TURNS["signpost"]  # envs/base.py's table
 
 
 @dataclass(frozen=True)
@@ -165,9 +166,8 @@ class SignpostEnv(TextEnv):
         truncated = not won and self.max_turns is not None and self._turn >= self.max_turns
         self._done = won or truncated
         info: Dict[str, Any] = dict(turn=self._turn, truncated=truncated, expert_plan=self.expert_plan())
-        if with_admissible:
-            info["admissible"] = self.admissible_actions()
-        return StepResult(observation=text, reward=reward, done=self._done, won=won, info=info)
+        admissible = self.admissible_actions() if with_admissible else None
+        return StepResult(observation=text, reward=reward, done=self._done, won=won, admissible=admissible, info=info)
 
     def admissible_actions(self) -> List[str]:
         self._check_open()

@@ -7,11 +7,13 @@ is the flag's help text.
 """
 from dataclasses import dataclass, field, fields
 
+from openrlhf_epo.epo import history, smoothing
+
 AGGREGATIONS = ("trajectory", "token_mean")
-SMOOTHINGS = ("hinge", "mask", "off")
+SMOOTHINGS = smoothing.MODES + ("off",)  # off: EPO-Base, no penalty term at all
 BETA_SCHEDULES = ("adaptive", "constant")
 COEF_SCHEDULES = ("constant", "decay")
-HISTORIES = ("global", "per_turn")
+HISTORIES = history.MODES
 
 
 class EPOConfigError(ValueError):

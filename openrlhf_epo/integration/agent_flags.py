@@ -14,21 +14,21 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Dict, Iterable
 
-from openrlhf_epo.agent import gigpo
+from openrlhf_epo.agent import gigpo, samples
+from openrlhf_epo.agent.config import CONFIG_ENV, DEFAULTS, ENV_PREFIX, AgentConfig
 from openrlhf_epo.agent.env_pool import WORKERS
 from openrlhf_epo.agent.episode import EpisodeConfig
+from openrlhf_epo.envs.base import TURN_LIMITS
 from openrlhf_epo.envs.task_check import check_dataset_files
 from openrlhf_epo.integration.lr_schedule import rl_steps
 
 PREFIX = "agent"
-MODES = ("off", "per_turn", "concat")
+MODES = ("off",) + samples.MODES  # off: no agent loop, upstream's single-turn rollout
 EXECUTOR_FILE = str(Path(__file__).with_name("agent_executor.py"))
-ENV_PREFIX = "OPENRLHF_EPO_"  # the variables of this package, forwarded to every worker
-CONFIG_ENV = ENV_PREFIX + "AGENT"
 
 _EPISODE_HELP = {
     "history_length": "h: past (observation, action) pairs shown in each turn's prompt (appendix D; peers use 2)",
-    "max_turns": "turn limit of an episode (default: 50 ALFWorld, 30 ScienceWorld)",
+    "max_turns": f"turn limit of an episode (default: the environment's, {TURN_LIMITS})",
     "max_prompt_tokens": "prompt budget per turn; a longer prompt drops the tail of its action list (the paper: 2048)",
     "max_response_tokens": "per-turn response cap; generation also stops after </action> (the paper: 512)",
     "success_reward": "outcome reward of a won episode, shared by all its turns (the paper: 1)",
@@ -50,18 +50,19 @@ def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
              "concat: one sample per episode, the token stream every turn was generated from (upstream's multi-turn "
              "form; the context stays within --agent.max_prompt_tokens); off: no agent loop (default: off)",
     )
-    group.add_argument(f"--{PREFIX}.pool_size", type=int, default=8,
-                       help="environment instances per rollout engine, reused across episodes (default: 8)")
+    group.add_argument(f"--{PREFIX}.pool_size", type=int, default=DEFAULTS.pool_size,
+                       help=f"environment instances per rollout engine, reused across episodes "
+                            f"(default: {DEFAULTS.pool_size})")
     group.add_argument(
-        f"--{PREFIX}.env_workers", choices=WORKERS, default="auto",
+        f"--{PREFIX}.env_workers", choices=WORKERS, default=DEFAULTS.env_workers,
         help="where pooled environments run: process (one child process each: ALFWorld's PDDL engine serialises a "
              "process's instances), thread (in the engine actor), auto: process for ALFWorld, thread for ScienceWorld "
-             "(its work runs in its own JVM) (default: auto)",
+             f"(its work runs in its own JVM) (default: {DEFAULTS.env_workers})",
     )
     group.add_argument(
-        f"--{PREFIX}.max_env_error_ratio", type=float, default=0.5,
+        f"--{PREFIX}.max_env_error_ratio", type=float, default=DEFAULTS.max_env_error_ratio,
         help="stop the run when more than this share of a step's episodes lost their environment (crashed, hung, "
-             "raised; such episodes are never trained on) (default: 0.5)",
+             f"raised; such episodes are never trained on) (default: {DEFAULTS.max_env_error_ratio})",
     )
     for f in fields(EpisodeConfig):
         flag, helptext = f"--{PREFIX}.{f.name}", _EPISODE_HELP[f.name]
@@ -107,8 +108,6 @@ def check_gigpo_args(args) -> None:
 
 def agent_config_json(args) -> str:
     """The AgentConfig of hierarchized args as JSON (validated by AgentConfig itself)."""
-    from openrlhf_epo.integration.agent_executor import AgentConfig
-
     section = args.agent
     episode = {f.name: getattr(section, f.name) for f in fields(EpisodeConfig)}
     return AgentConfig(mode=section.mode, pool_size=section.pool_size, env_workers=section.env_workers,

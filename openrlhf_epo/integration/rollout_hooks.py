@@ -27,7 +27,7 @@ from openrlhf_epo.agent.samples import (AGENT_SAMPLES, ANCHOR, ENV_ERROR, GROUP_
                                         TURN_INDEX)
 from openrlhf_epo.envs.base import ENVIRONMENTS
 from openrlhf_epo.epo.aggregation import trajectory_token_weights
-from openrlhf_epo.integration.agent_executor import AgentConfig
+from openrlhf_epo.agent.config import AgentConfig
 
 logger = init_logger(__name__)  # upstream's logger: its own "Filtered out" lines go there too
 

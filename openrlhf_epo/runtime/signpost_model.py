@@ -68,7 +68,7 @@ def signpost_texts(episodes: int = VOCAB_EPISODES, seed: int = 0) -> List[str]:
                 texts += [respond(observation.task, action, current) for respond in RESPONSES.values()]
                 result = env.step(action, with_admissible=True)
                 history.append((current, action))
-                current, actions = result.observation, result.info["admissible"]
+                current, actions = result.observation, result.admissible
                 texts.append(current)
                 if result.done:
                     break

@@ -13,7 +13,7 @@ from typing import Dict, Optional
 
 from tqdm import tqdm
 
-from openrlhf_epo.agent.episode import DEFAULT_MAX_TURNS
+from openrlhf_epo.envs.base import DEFAULT_MAX_TURNS, TURN_LIMITS
 from openrlhf_epo.agent.gigpo import anchor_key, step_group_stats, step_groups
 from openrlhf_epo.envs.base import ENVIRONMENTS
 from openrlhf_epo.envs.registry import make_env
@@ -58,7 +58,7 @@ def add_parser(sub) -> None:
     parser.add_argument("--n", type=int, default=40, help="train instances, one group each (default: 40)")
     parser.add_argument("--group", type=int, default=8, help="episodes per instance (GiGPO paper: 8) (default: 8)")
     parser.add_argument("--max-turns", type=int, default=None,
-                        help=f"turn limit (default: the agent loop's, {DEFAULT_MAX_TURNS})")
+                        help=f"turn limit (default: the environment's, {TURN_LIMITS})")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, metavar="FILE.json")
     parser.set_defaults(func=cmd_anchor_stats)

@@ -5,7 +5,7 @@ loop the rollout uses (agent/episode.py: the paper's prompts, parsing, turn limi
 GPU, vLLM built for CPUs, in the dtype the CPU computes fast: runtime/cpu_dtype.py). Reported per data source
 (`alfworld_iid`, ...) and overall:
 success rate, success per task type, mean turns, invalid-action ratio (invalid turns / turns), episode return, and
-pass@n when n > 1 (integration/agent_metrics.py, the same definitions as the training logs).
+pass@n when n > 1 (agent/episode_summary.py: the definitions of the training logs).
 
 MODEL is a Hugging Face folder: OpenRLHF's final `--ckpt.output_dir`, a `--ckpt.save_hf` checkpoint, or a base model.
 """
@@ -17,11 +17,12 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from openrlhf_epo.agent.env_pool import WORKERS, EnvPool, env_factory, play_episode
+from openrlhf_epo.agent.env_pool import WORKERS, EnvPool, env_factory, play_groups
 from openrlhf_epo.agent.episode import EpisodeConfig
+from openrlhf_epo.agent.episode_summary import EpisodeRecord, summarize, summarize_sources
 from openrlhf_epo.agent.samples import MODES, episode_return
+from openrlhf_epo.envs.base import TURN_LIMITS
 from openrlhf_epo.envs.task_check import read_task_file
-from openrlhf_epo.integration.agent_metrics import EpisodeRecord, summarize
 
 
 class LocalEngine:
@@ -79,25 +80,22 @@ def check_model_folder(model: str) -> None:
 
 async def play_all(tasks, engine, tokenizer, params, config: EpisodeConfig, n_samples: int, concurrency: int,
                    workers: str, progress: bool = True, stream: bool = False):
+    """[(task, group, episode)]: n_samples episodes of every task line (its group: the line's index), at most
+    `concurrency` at a time (the pool's size)."""
     from tqdm import tqdm
 
-    slots = asyncio.Semaphore(concurrency)
     bar = tqdm(total=len(tasks) * n_samples, desc="eval episodes", unit="ep", disable=not progress)
     with EnvPool(concurrency, env_factory(workers, start_timeout=config.env_timeout_s)) as pool:
-
-        async def one(task, group):
-            async with slots:
-                episode = await play_episode(pool, task["spec"], engine, tokenizer, params, config, stream=stream)
-            bar.update()
-            return task, group, episode
-
-        done = await asyncio.gather(*(one(t, g) for g, t in enumerate(tasks) for _ in range(n_samples)))
+        groups = await play_groups(pool, [t["spec"] for t in tasks], n_samples, engine, tokenizer, params, config,
+                                   stream=stream, on_episode=bar.update)
     bar.close()
-    return done
+    return [(task, group, episode) for group, (task, played) in enumerate(zip(tasks, groups)) for episode in played]
 
 
 def report(done, n_samples: int) -> Dict:
-    by_source, errors = defaultdict(list), defaultdict(lambda: defaultdict(float))
+    """The results file: per data source and overall (agent/episode_summary.py's definitions), failed environments
+    counted apart, and one line per episode."""
+    records, errors = [], defaultdict(lambda: defaultdict(float))
     episodes = []
     for i, (task, group, episode) in enumerate(done):
         episodes.append({"source": task["source"], "task": task["spec"].task, "variation": task["spec"].variation,
@@ -108,20 +106,14 @@ def report(done, n_samples: int) -> Dict:
                 errors[scope]["env_errors"] += 1
                 errors[scope][f"env_errors_{task['spec'].env}"] += 1
             continue
-        record = EpisodeRecord(trajectory=i, group=group, won=float(episode.won),
-                               episode_return=episode_return(episode), turns=float(len(episode.turns)),
-                               invalid=float(episode.invalid_count), task=task["spec"].task, prompt=task["prompt"])
-        by_source[task["source"]].append(record)
-    result = {"overall": {**summarize([r for rs in by_source.values() for r in rs], ""), "env_errors": 0.0,
-                          **errors["overall"]}, "splits": {}}
+        records.append(EpisodeRecord(trajectory=i, group=group, won=float(episode.won),
+                                     episode_return=episode_return(episode), turns=float(len(episode.turns)),
+                                     invalid=float(episode.invalid_count), task=task["spec"].task,
+                                     source=task["source"]))
+    by_source = summarize_sources(records, n_samples)
+    result = {"overall": {**summarize(records), "env_errors": 0.0, **errors["overall"]}, "splits": {}}
     for source in sorted(set(by_source) | (set(errors) - {"overall"})):
-        records = by_source.get(source, [])
-        result["splits"][source] = {**summarize(records, ""), "env_errors": 0.0, **errors[source]}
-        if n_samples > 1 and records:
-            groups = defaultdict(float)
-            for r in records:
-                groups[r.group] = max(groups[r.group], r.won)
-            result["splits"][source][f"pass{n_samples}"] = sum(groups.values()) / len(groups)
+        result["splits"][source] = {**by_source.get(source, {}), "env_errors": 0.0, **errors[source]}
     result["episodes"] = episodes
     return result
 
@@ -184,13 +176,14 @@ def add_parser(sub) -> None:
                         help="auto: bf16 on a GPU; on a CPU bf16 where it has bf16 units, else fp32 (default: auto)")
     parser.add_argument("--concurrency", type=int, default=8, help="episodes played at once (default 8)")
     parser.add_argument("--env-workers", choices=WORKERS, default="auto")
-    parser.add_argument("--max-turns", type=int, default=None, help="default: 50 ALFWorld, 30 ScienceWorld")
-    parser.add_argument("--history-length", type=int, default=2)
-    parser.add_argument("--max-response-tokens", type=int, default=512)
-    parser.add_argument("--max-prompt-tokens", type=int, default=2048)
-    parser.add_argument("--env-timeout-s", type=float, default=EpisodeConfig.env_timeout_s,
+    parser.add_argument("--max-turns", type=int, default=None, help=f"default: the environment's, {TURN_LIMITS}")
+    defaults = EpisodeConfig()  # the agent loop's defaults, as --agent.* gives them to training
+    parser.add_argument("--history-length", type=int, default=defaults.history_length)
+    parser.add_argument("--max-response-tokens", type=int, default=defaults.max_response_tokens)
+    parser.add_argument("--max-prompt-tokens", type=int, default=defaults.max_prompt_tokens)
+    parser.add_argument("--env-timeout-s", type=float, default=defaults.env_timeout_s,
                         help="an environment build, reset or step slower than this is killed and its episode counted "
-                             f"as an env error, not scored (default {EpisodeConfig.env_timeout_s:g})")
+                             f"as an env error, not scored (default {defaults.env_timeout_s:g})")
     parser.add_argument("--mode", choices=MODES, default="per_turn",
                         help="the prompts the model was trained on, as --agent.mode: per_turn = a history-window "
                              "prompt every turn (default), concat = the episode's growing token stream")

@@ -211,7 +211,7 @@ def random_plan(env: TextEnv, spec: TaskSpec, turns: int, rng: random.Random) ->
         result = env.step(plan[-1], with_admissible=True)
         if result.done:
             break
-        actions, observation = result.info["admissible"], result.observation
+        actions, observation = result.admissible, result.observation
     return plan, seen
 
 

@@ -9,7 +9,7 @@ from types import SimpleNamespace as NS
 
 import pytest
 
-from openrlhf_epo.agent.env_pool import EnvPool, run_group
+from openrlhf_epo.agent.env_pool import EnvPool, play_groups
 from openrlhf_epo.agent.episode import EpisodeConfig
 from openrlhf_epo.envs.alfworld_env import AlfWorldEnv, alfworld_task_specs
 from openrlhf_epo.runtime.offline_models import qwen_tokenizer
@@ -63,8 +63,7 @@ def test_groups_share_their_task_instance_and_the_pool_stays_bounded(games):
     pool = EnvPool(2, factory=lambda name: AlfWorldEnv(cache_dir=cache))
 
     async def rollout():
-        return await asyncio.gather(*(run_group(pool, spec, 3, engine, tokenizer, NS(max_tokens=None, stop=None),
-                                                EpisodeConfig()) for spec in specs))
+        return await play_groups(pool, specs, 3, engine, tokenizer, NS(max_tokens=None, stop=None), EpisodeConfig())
 
     with pool:
         groups = asyncio.run(rollout())

@@ -9,7 +9,7 @@ from types import SimpleNamespace as NS
 
 import pytest
 
-from openrlhf_epo.agent.env_pool import EnvPool, run_group
+from openrlhf_epo.agent.env_pool import EnvPool, play_groups
 from openrlhf_epo.agent.episode import EpisodeConfig
 from openrlhf_epo.envs.base import TaskSpec
 from openrlhf_epo.envs.scienceworld_env import ScienceWorldEnv
@@ -59,8 +59,8 @@ def test_gold_path_group_wins_on_one_reused_jvm(gold):
     spec = TaskSpec("scienceworld", TASK, VARIATION, "train")
     pool = EnvPool(1, factory=lambda name: ScienceWorldEnv())
     with pool:
-        episodes = asyncio.run(run_group(pool, spec, 2, GoldEngine(tokenizer, gold), tokenizer,
-                                         NS(max_tokens=None, stop=None), EpisodeConfig(history_length=2)))
+        [episodes] = asyncio.run(play_groups(pool, [spec], 2, GoldEngine(tokenizer, gold), tokenizer,
+                                             NS(max_tokens=None, stop=None), EpisodeConfig(history_length=2)))
         assert len(_java_children()) == 1  # one JVM served both episodes
     assert pool.created == 1
     for episode in episodes:

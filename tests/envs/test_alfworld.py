@@ -122,7 +122,7 @@ def test_same_spec_gives_the_same_episode(specs, cache):
             walk = env.walkthrough
             steps = [env.step(a, with_admissible=True) for a in ["look", walk[0], "inventory", walk[1]]]
             again = env.reset(spec)  # a second reset of the same instance replays too
-            episodes.append((first, again, [(s.observation, s.info["admissible"], s.reward) for s in steps]))
+            episodes.append((first, again, [(s.observation, s.admissible, s.reward) for s in steps]))
     (a_first, a_again, a_steps), (b_first, b_again, b_steps) = episodes
     assert a_first == b_first == a_again == b_again
     assert a_first.task.startswith("Your task is to: ") and "-= Welcome" not in a_first.text
@@ -193,7 +193,7 @@ def test_malformed_and_unknown_actions_get_the_games_answer(specs, cache):
         for action in MALFORMED:
             result = env.step(action, with_admissible=True)
             assert (result.observation, result.reward, result.done, result.won) == (NOTHING, 0.0, False, False)
-            assert result.info["admissible"] == first.admissible  # nothing moved
+            assert result.admissible == first.admissible  # nothing moved
         assert env.step(env.walkthrough[0]).observation != NOTHING  # and the game goes on
         with pytest.raises(TypeError, match="must be a str"):
             env.step(None)

@@ -225,7 +225,7 @@ def test_lean_step_equals_stock_step(env, stock, gold_paths, task, variation):
         # The package names same-named objects at random (its list can change between two calls in one state);
         # where its list is stable, ours is the same list.
         if asked and stock.get_valid_action_object_combinations() == want_info["valid"]:
-            assert got.info["admissible"] == want_info["valid"], f"turn {turn}"
+            assert got.admissible == want_info["valid"], f"turn {turn}"
         if want_done:
             break
     assert got.done and got.won
@@ -345,7 +345,7 @@ def test_killed_jvm_ends_the_step_with_an_error_and_the_next_reset_recovers(no_l
         os.kill(old_pid, signal.SIGKILL)
         result = victim.step("look around")
         assert result.done and not result.won and result.observation == ""
-        error = result.info["error"]
+        error = result.error
         assert "victim" in error and str(old_pid) in error and "SIGKILL" in error and "'boil' variation 2" in error
         assert not process_exists(old_pid)  # reaped, not a zombie
         with pytest.raises(RuntimeError, match="episode is over"):

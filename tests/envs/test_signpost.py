@@ -21,7 +21,7 @@ def _play(env, spec, choose, max_turns):
         turns += 1
         if result.done:
             break
-        actions = result.info["admissible"]
+        actions = result.admissible
     return result, turns
 
 
@@ -76,7 +76,7 @@ def test_wrong_and_invalid_actions_cost_a_turn_and_change_nothing():
     sign = env.expert_plan()[0]
     wrong = next(a for a in first.admissible if a != sign)
     looped = env.step(wrong, with_admissible=True)
-    assert "loops back" in looped.observation and looped.info["admissible"] == first.admissible
+    assert "loops back" in looped.observation and looped.admissible == first.admissible
     assert env.expert_plan()[0] == sign and looped.reward == 0.0 and not looped.done
     nothing = env.step("dance wildly")
     assert nothing.observation == "Nothing happens." and env.expert_plan()[0] == sign

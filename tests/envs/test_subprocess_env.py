@@ -25,7 +25,7 @@ def _transcript(env, spec, plan):
     out = [(first.text, first.task, first.admissible)]
     for action in plan + ["jump over the moon"]:
         result = env.step(action, True)
-        out.append((result.observation, result.reward, result.done, result.won, result.info.get("admissible")))
+        out.append((result.observation, result.reward, result.done, result.won, result.admissible))
         if result.done:
             break
     return out

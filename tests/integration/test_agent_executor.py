@@ -9,7 +9,8 @@ import pytest
 
 from openrlhf_epo.agent.episode import EpisodeConfig
 from openrlhf_epo.envs.alfworld_env import AlfWorldEnv
-from openrlhf_epo.integration.agent_executor import AgentConfig, EPOAgentExecutor
+from openrlhf_epo.agent.config import AgentConfig
+from openrlhf_epo.integration.agent_executor import EPOAgentExecutor
 from openrlhf_epo.integration.rollout_hooks import IdSource, expand_agent_responses
 from openrlhf_epo.runtime.offline_models import qwen_tokenizer
 

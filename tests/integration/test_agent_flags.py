@@ -10,8 +10,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "epo_testkit"))
 from train_args import parse_train_ppo_args, stub_strategy  # noqa: E402
 
-from openrlhf_epo.integration.agent_executor import AgentConfig  # noqa: E402
-from openrlhf_epo.integration.agent_flags import CONFIG_ENV, EXECUTOR_FILE  # noqa: E402
+from openrlhf_epo.agent.config import CONFIG_ENV, AgentConfig  # noqa: E402
+from openrlhf_epo.integration.agent_flags import EXECUTOR_FILE  # noqa: E402
 
 BASE = ["--actor.model_name_or_path", "some/model", "--algo.advantage.estimator", "reinforce",
         "--data.label_key", "label"]

@@ -345,8 +345,8 @@ def test_a_group_dropped_by_dynamic_filtering_hands_its_counts_on(to_experience,
 
 @pytest.fixture
 def error_ratio(monkeypatch):
-    from openrlhf_epo.integration.agent_executor import AgentConfig
-    from openrlhf_epo.integration.agent_flags import CONFIG_ENV
+    from openrlhf_epo.agent.config import AgentConfig
+    from openrlhf_epo.agent.config import CONFIG_ENV
 
     def set_ratio(ratio):
         monkeypatch.setenv(CONFIG_ENV, AgentConfig(max_env_error_ratio=ratio).to_json())

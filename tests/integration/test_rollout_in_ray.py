@@ -84,7 +84,8 @@ def rollout(world):
     from openrlhf.trainer.ppo_trainer import prepare_datasets
     from openrlhf.trainer.ppo_utils.samples_generator import SamplesGenerator
 
-    from openrlhf_epo.integration.agent_flags import CONFIG_ENV, agent_runtime_env
+    from openrlhf_epo.agent.config import CONFIG_ENV
+    from openrlhf_epo.integration.agent_flags import agent_runtime_env
     from openrlhf_epo.runtime.offline_models import qwen_tokenizer, qwen_tokenizer_dir
 
     f = world.folder

@@ -41,7 +41,7 @@ def _fresh_prompts(seed=123, episodes=15):
                 action = rng.choice(actions + [" ".join(rng.sample(current.split(), 2))])
                 result = env.step(action, with_admissible=True)
                 history.append((current, action))
-                current, actions = result.observation, result.info["admissible"]
+                current, actions = result.observation, result.admissible
                 if result.done:
                     break
 

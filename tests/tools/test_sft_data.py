@@ -183,7 +183,7 @@ def test_signpost_random_policy_turns_are_admissible_and_kept_won_or_not(tmp_pat
             sign = env.expert_plan()[0].removeprefix("go ")
             assert f"trail. A signpost points {sign}. I will try: {parsed.action}.</think>" in line["response"]
             result = env.step(parsed.action, with_admissible=True)
-            actions = result.info["admissible"]
+            actions = result.admissible
         assert result.done or len(turns) == 10  # to the end of the episode: won, or the turn budget used
         wins += result.won
     p = random_success("trail")
