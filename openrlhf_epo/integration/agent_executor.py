@@ -33,9 +33,9 @@ class EPOAgentExecutor(AgentExecutorBase):
         if episode.failed:
             return {AGENT_SAMPLES: [], ENV_ERROR: {"env": spec.env, "error": episode.error}}
         if self.config.mode == "per_turn":
-            samples = per_turn_samples(episode, prompt, label, traj_id=-1, group_id=-1)  # ids: set on the driver
+            samples = per_turn_samples(episode, prompt, label)
         else:
-            samples = [concatenated_sample(episode, prompt, label, -1, -1)]
+            samples = [concatenated_sample(episode, prompt, label)]
         return {AGENT_SAMPLES: samples}
 
     def close(self) -> None:

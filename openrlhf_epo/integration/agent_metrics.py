@@ -14,7 +14,7 @@ from typing import Dict, Iterable, List, Optional
 import torch
 
 from openrlhf_epo.agent.episode_summary import EpisodeRecord, summarize, summarize_sources
-from openrlhf_epo.agent.samples import GROUP_ID, TRAJ_ID
+from openrlhf_epo.agent.samples import EPISODE_RETURN, GROUP_ID, INVALID_COUNT, NUM_TURNS, TRAJ_ID, WON
 from openrlhf_epo.envs.base import TaskSpec
 from openrlhf_epo.integration.rollout_hooks import ENV_EPISODES, ENV_ERRORS, env_error_counts
 
@@ -40,9 +40,9 @@ def episodes(experiences: Iterable, source_of: Optional[Dict[str, str]] = None) 
             except ValueError:
                 task = "unknown"
             seen[traj] = EpisodeRecord(
-                trajectory=traj, group=int(_row(info[GROUP_ID], i)), won=_row(info["won"], i),
-                episode_return=_row(info["episode_return"], i), turns=_row(info["turns"], i),
-                invalid=_row(info["invalid_count"], i), task=task,
+                trajectory=traj, group=int(_row(info[GROUP_ID], i)), won=_row(info[WON], i),
+                episode_return=_row(info[EPISODE_RETURN], i), turns=_row(info[NUM_TURNS], i),
+                invalid=_row(info[INVALID_COUNT], i), task=task,
                 source=(source_of or {}).get(exp.prompts[i], "unknown"),
             )
     return list(seen.values())

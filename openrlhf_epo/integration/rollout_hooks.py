@@ -23,8 +23,8 @@ from openrlhf.utils.logging_utils import init_logger
 
 from openrlhf_epo.agent import gigpo
 from openrlhf_epo.agent.grouping import BASELINE_ESTIMATORS, trajectory_group_baseline
-from openrlhf_epo.agent.samples import (AGENT_SAMPLES, ANCHOR, ENV_ERROR, GROUP_ID, NUM_TURNS, STEP_REWARD, TRAJ_ID,
-                                        TURN_INDEX)
+from openrlhf_epo.agent.samples import (AGENT_SAMPLES, ANCHOR, ENV_ERROR, EPISODE_RETURN, GROUP_ID, STEP_REWARD,
+                                        TRAJ_ID, TURN_INDEX, WON, turn_counts)
 from openrlhf_epo.envs.base import ENVIRONMENTS
 from openrlhf_epo.epo.aggregation import trajectory_token_weights
 from openrlhf_epo.agent.config import AgentConfig
@@ -191,7 +191,7 @@ def grouped_rewards(experiences: List, estimator: str, gigpo_args=None) -> Optio
     def column(key: str) -> torch.Tensor:  # one value per sample, over every experience
         return torch.cat([torch.as_tensor(e.info[key]).flatten() for e in experiences])
 
-    returns = column("episode_return").float()
+    returns = column(EPISODE_RETURN).float()
     trajectories, groups = column(TRAJ_ID).tolist(), column(GROUP_ID).tolist()
     if estimator == gigpo.ESTIMATOR:
         settings = vars(gigpo_args) if gigpo_args is not None else {}  # --algo.gigpo.*, else the paper's defaults
@@ -223,8 +223,8 @@ def agent_group_kept(experiences: List, score_range: Tuple[float, float]) -> Opt
     open interval only stands in for "the scores differ" with binary scores)."""
     if not experiences or _group_of(experiences[0]) is None:
         return None
-    returns = _per_trajectory(experiences, "episode_return")
-    scores = _per_trajectory(experiences, "won")
+    returns = _per_trajectory(experiences, EPISODE_RETURN)
+    scores = _per_trajectory(experiences, WON)
     mean_score = sum(scores.values()) / len(scores)
     kept = len(set(returns.values())) > 1 and score_range[0] <= mean_score <= score_range[1]
     if not kept:
@@ -249,6 +249,6 @@ def whitening_weights(experiences: List, action_masks: torch.Tensor) -> torch.Te
     responses weigh no more than a 5-turn one)."""
     if not experiences or _group_of(experiences[0]) is None:
         return action_masks
-    weights = [trajectory_token_weights(e.action_mask, e.info.get(NUM_TURNS), torch.tensor(1.0)).flatten()
+    weights = [trajectory_token_weights(e.action_mask, turn_counts(e.info), torch.tensor(1.0)).flatten()
                for e in experiences]
     return torch.cat(weights).to(action_masks.device)

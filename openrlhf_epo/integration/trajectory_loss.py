@@ -14,7 +14,7 @@ from typing import Dict, Iterator, Optional
 
 import torch
 
-from openrlhf_epo.agent.samples import NUM_TURNS  # the per-sample turn count T_j the agent loop writes
+from openrlhf_epo.agent import samples
 from openrlhf_epo.epo import trajectory_mass, trajectory_token_weights
 from openrlhf_epo.integration.data_parallel import all_reduce_sum, current_device
 
@@ -37,7 +37,7 @@ def check_loss_aggregation(args) -> None:
 
 def turn_counts(experience) -> Optional[torch.Tensor]:
     """(B,) T_j of each per-turn sample's trajectory; None for whole episodes (their turns are runs of actions)."""
-    value = experience.info.get(NUM_TURNS)
+    value = samples.turn_counts(experience.info)
     if value is None:
         return None
     return value if isinstance(value, torch.Tensor) else torch.as_tensor(value)

@@ -11,7 +11,7 @@ import pytest
 from openrlhf_epo.agent.episode import EpisodeConfig, run_episode
 from openrlhf_epo.agent.gigpo import anchor_key
 from openrlhf_epo.agent.parsing import EMPTY_ACTION, MISSING_ACTION, NON_ASCII, UNCLOSED_ACTION
-from openrlhf_epo.agent.samples import SAMPLE_KEYS, per_turn_samples
+from openrlhf_epo.agent.samples import TURN_KEYS, per_turn_samples
 from openrlhf_epo.envs.alfworld_env import AlfWorldEnv
 from openrlhf_epo.runtime.offline_models import qwen_tokenizer
 
@@ -65,7 +65,7 @@ def test_expert_script_wins_and_makes_one_sample_per_turn(tokenizer, game):
     assert "Your current observation is:" in first and "Your task is to:" in first and "Prior to this step" not in first
     assert "you have already taken 2 step(s)" in third and f"Action 2: '{plan[1]}'" in third
 
-    samples = per_turn_samples(episode, "alfworld: heat", spec.to_json(), traj_id=7, group_id=3)
+    samples = per_turn_samples(episode, "alfworld: heat", spec.to_json())
     assert len(samples) == len(plan)
     for t, (sample, turn) in enumerate(zip(samples, episode.turns)):
         assert sample["observation_tokens"] == turn.prompt_ids + turn.response_ids
@@ -73,8 +73,8 @@ def test_expert_script_wins_and_makes_one_sample_per_turn(tokenizer, game):
         assert (start, end) == (len(turn.prompt_ids), len(turn.prompt_ids) + len(turn.response_ids))
         assert sample["reward"] == 1.0 and sample["label"] == spec.to_json()
         logs = sample["extra_logs"]
-        assert set(logs) == set(SAMPLE_KEYS)  # every per-sample id the docs promise, nothing else
-        assert (logs["turn_index"], logs["num_turns"], logs["traj_id"], logs["group_id"]) == (t, len(plan), 7, 3)
+        assert set(logs) == set(TURN_KEYS)  # the record's fields, nothing else: the ids are the driver's to give
+        assert (logs["turn_index"], logs["num_turns"], logs["won"], logs["invalid_count"]) == (t, len(plan), 1.0, 0.0)
         # GiGPO's inputs: the state the turn acted on (reset's text, then the previous turn's answer) and its reward
         acted_on = first_observation if t == 0 else episode.turns[t - 1].observation
         assert logs["anchor_state"] == anchor_key(acted_on)
@@ -100,7 +100,7 @@ def test_invalid_outputs_end_in_a_finished_episode_with_penalties(tokenizer, gam
     assert reasons == [MISSING_ACTION, UNCLOSED_ACTION, NON_ASCII, EMPTY_ACTION, MISSING_ACTION]
     assert episode.turns[4].finish_reason == "length" and len(episode.turns[4].response_ids) == 64
     assert all(t.observation == "Nothing happens." for t in episode.turns)  # the environment's own answer
-    samples = per_turn_samples(episode, "p", spec.to_json(), traj_id=0, group_id=0)
+    samples = per_turn_samples(episode, "p", spec.to_json())
     assert [s["reward"] for s in samples] == pytest.approx([-0.1] * 5)
     assert [s["extra_logs"]["step_reward"] for s in samples] == pytest.approx([-0.1] * 5)  # lost: penalties only
     assert len({s["extra_logs"]["anchor_state"] for s in samples[1:]}) == 1  # "Nothing happens." four times
@@ -126,7 +126,7 @@ def test_a_token_stream_episode_generates_each_turn_from_the_whole_stream(tokeni
         assert f"Your current observation is: {before.observation}\n" in answer
         assert answer.endswith("<|im_end|>\n<|im_start|>assistant\n")
     assert turns[-1].feedback_ids == []  # nothing is generated after the last turn
-    sample = concatenated_sample(episode, "p", spec.to_json(), 0, 0)
+    sample = concatenated_sample(episode, "p", spec.to_json())
     assert sample["observation_tokens"] == turns[-1].prompt_ids + turns[-1].response_ids
     assert [sample["observation_tokens"][a:b] for a, b in sample["action_ranges"]] == [t.response_ids for t in turns]
 
@@ -152,4 +152,4 @@ def test_a_sample_refuses_turns_not_generated_from_the_stream(tokenizer, game):
     with AlfWorldEnv(cache_dir=cache) as env:  # history-window prompts: each turn's prompt is rebuilt
         episode = asyncio.run(run_episode(env, spec, engine, tokenizer, params, EpisodeConfig(max_turns=2)))
     with pytest.raises(ValueError, match="turn 1 of .* was not generated from the episode's token stream"):
-        concatenated_sample(episode, "p", spec.to_json(), 0, 0)
+        concatenated_sample(episode, "p", spec.to_json())

@@ -22,6 +22,7 @@ step), the losses, `ppo_train`'s status, the old log-probs, and what each rank r
 import json
 import os
 import sys
+from dataclasses import asdict
 from types import SimpleNamespace as NS
 
 import torch
@@ -54,6 +55,8 @@ class LocalGroup:
 
 def episode_responses(turns, seed, vocab, prompt_range=(6, 14), response_range=(1, 7)):
     """One group of per-turn agent responses (the executor's shape): trajectory j has turns[j] turns."""
+    from openrlhf_epo.agent.samples import TurnMeta
+
     g = torch.Generator().manual_seed(seed)
     rand = lambda lo, hi: int(torch.randint(lo, hi + 1, (1,), generator=g))  # noqa: E731
     responses = []
@@ -67,8 +70,9 @@ def episode_responses(turns, seed, vocab, prompt_range=(6, 14), response_range=(
                 "prompt": f"traj {j} turn {t}", "label": "{}", "images": None, "mm_train_inputs": None,
                 "reward": won, "scores": won, "observation_tokens": tokens, "action_ranges": [(p, p + r)],
                 "rollout_log_probs": None, "truncated": False,
-                "extra_logs": {"turn_index": t, "num_turns": n_turns, "turns": float(n_turns), "won": won,
-                               "episode_return": won, "invalid": 0.0, "invalid_count": 0.0},
+                "extra_logs": asdict(TurnMeta(won=won, episode_return=won, num_turns=n_turns, invalid_count=0.0,
+                                              invalid=0.0, turn_index=t, anchor_state=t,
+                                              step_reward=won if t == n_turns - 1 else 0.0)),
             })
         responses.append({"openrlhf_epo_samples": samples})
     return responses

@@ -49,9 +49,9 @@ def main(spec_path, out_path):
                 with make_env(task.env) as env:
                     episode = await run_episode(env, task, engine, tokenizer, params, config, stream=mode == "concat")
                 if mode == "per_turn":
-                    samples = per_turn_samples(episode, "", label, 0, 0)
+                    samples = per_turn_samples(episode, "", label)
                 else:
-                    samples = [concatenated_sample(episode, "", label, 0, 0)]
+                    samples = [concatenated_sample(episode, "", label)]
                 for sample in samples:
                     rows.append(dict(mode=mode, env=task.env, turns=len(episode.turns),
                                      context_full=episode.context_full, tokens=sample["observation_tokens"],

@@ -2,11 +2,13 @@
 samples-generator conversion, `SamplesGenerator._process_response_into_experience`)."""
 import statistics
 import sys
+from dataclasses import asdict
 from types import SimpleNamespace as NS
 
 import pytest
 import torch
 
+from openrlhf_epo.agent.samples import TurnMeta
 from openrlhf_epo.integration import agent_metrics
 from openrlhf_epo.integration.rollout_hooks import (
     AGENT_SAMPLES,
@@ -30,8 +32,9 @@ def _turn_sample(won, turn, turns, penalty=0.0):
         "prompt": "p", "label": "{}", "images": None, "mm_train_inputs": None, "scores": float(won),
         "reward": (1.0 if won else 0.0) - penalty, "observation_tokens": [1, 2, 3, 4, 5], "action_ranges": [(3, 5)],
         "rollout_log_probs": None, "truncated": False,
-        "extra_logs": {"turn_index": turn, "num_turns": turns, "won": float(won), "episode_return": ret,
-                       "turns": float(turns), "invalid_count": 0.0},
+        "extra_logs": asdict(TurnMeta(won=float(won), episode_return=ret, num_turns=turns, invalid_count=0.0,
+                                      invalid=0.0, turn_index=turn, anchor_state=turn,
+                                      step_reward=ret if turn == turns - 1 else 0.0)),
     }
 
 

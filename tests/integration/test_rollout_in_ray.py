@@ -191,7 +191,7 @@ def test_action_spans_rewards_and_counts(rollout, world):
                 assert response.endswith(f"<action>{world.plans[spec.to_json()][t]}</action>")
             assert float(e.info["won"]) == won and float(e.info["invalid"]) == invalid
             assert float(e.rewards) == pytest.approx(reward)
-            assert float(e.info["invalid_count"]) == invalid * n and float(e.info["turns"]) == n
+            assert float(e.info["invalid_count"]) == invalid * n and float(e.info["num_turns"]) == n
             assert float(e.info["episode_return"]) == pytest.approx(won - PENALTY * invalid * n)
 
 

@@ -42,7 +42,8 @@ def _experience(lengths, num_turns):
     mask = torch.zeros(len(lengths), max(lengths), dtype=torch.bool)
     for row, n in enumerate(lengths):
         mask[row, :n] = True
-    return NS(action_mask=mask, info={"num_turns": torch.tensor(num_turns)})
+    # per-turn samples (a turn index marks them): each row one turn of its trajectory, in order
+    return NS(action_mask=mask, info={"num_turns": torch.tensor(num_turns), "turn_index": torch.arange(len(lengths))})
 
 
 def test_upstream_modes_get_no_weights():
