@@ -7,13 +7,14 @@ is the flag's help text.
 """
 from dataclasses import dataclass, field, fields
 
-from openrlhf_epo.epo import history, smoothing
+from openrlhf_epo.epo.history import MODES as HISTORY_MODES
+from openrlhf_epo.epo.smoothing import MODES as SMOOTHING_MODES
 
 AGGREGATIONS = ("trajectory", "token_mean")
-SMOOTHINGS = smoothing.MODES + ("off",)  # off: EPO-Base, no penalty term at all
+SMOOTHINGS = SMOOTHING_MODES + ("off",)  # off: EPO-Base, no penalty term at all
 BETA_SCHEDULES = ("adaptive", "constant")
 COEF_SCHEDULES = ("constant", "decay")
-HISTORIES = history.MODES
+HISTORIES = HISTORY_MODES
 
 
 class EPOConfigError(ValueError):
