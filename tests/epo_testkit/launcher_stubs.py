@@ -1,6 +1,6 @@
 """The GPU launchers under bash with their outside commands stubbed: each stub (first on PATH) logs its arguments to
 $STUB_LOG; `openrlhf-epo data ... --out FILE` also writes one valid task line there (the dataset step). Used by
-tests/integration/test_launch_scripts.py and test_row_scripts.py, which parse the logged calls with the real parsers."""
+tests/launchers/test_launch_scripts.py and test_row_scripts.py, which parse the logged calls with the real parsers."""
 import json
 import subprocess
 import sys
