@@ -12,8 +12,8 @@
 # Stages 1-3 live in WORK and are shared by every run there (each skips itself when done); a run lives in WORK/RUN
 # and resumes from its last checkpoint when rerun. The PPO run with the defaults: about 8 minutes on 2 cores after
 # the warm-up (about 4) and its evaluation (about 1).
-# Variables: ESTIMATOR (gae | group_norm), SEED, STEPS, EPISODES (per RL step), LR, CRITIC_LR, LR_SCHEDULER, POOL,
-# WORK, RUN.
+# Variables: ESTIMATOR (gae | group_norm), SEED, STEPS, EPISODES (per RL step), LR, CRITIC_LR, LR_SCHEDULER,
+# LR_WARMUP, POOL, WORK, RUN.
 set -euo pipefail
 
 ROOT=${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
@@ -32,6 +32,8 @@ EPISODES=${EPISODES:-64}       # episodes per RL step
 LR=${LR:-1e-4}                 # one optimizer step per RL step; 2e-4 and 3e-4 broke the policy in the first step
 CRITIC_LR=${CRITIC_LR:-5e-4}
 LR_SCHEDULER=${LR_SCHEDULER:-constant_with_warmup}  # a cosine over 8 RL steps is at 0.45x by step 5, before learning starts
+LR_WARMUP=${LR_WARMUP:-0.03}   # share of the RL steps the LR warms up over (upstream's default); 0.25 of 8 steps puts
+                               # the first update at half the LR, which stopped a first-step collapse seen at 0.03
 POOL=${POOL:-8}                # environment instances (concurrent episodes) of the engine
 WORK=${WORK:-$ROOT/runs/signpost_cpu}
 RUN=${RUN:-${ESTIMATOR}_s${SEED}}
@@ -105,7 +107,8 @@ if [ ! -s "$OUT/final/config.json" ]; then
     --rollout.micro_batch_size 32 --rollout.temperature "$TEMPERATURE" \
     --train.batch_size $((EPISODES * MAX_TURNS)) --train.micro_batch_size 32 --train.num_episodes 1 \
     --train.seed "$SEED" "${ALGO[@]}" --algo.kl.init_coef 0 \
-    --actor.loss_agg_mode trajectory --actor.adam.lr "$LR" --actor.lr_scheduler "$LR_SCHEDULER" --actor.epo.enable \
+    --actor.loss_agg_mode trajectory --actor.adam.lr "$LR" --actor.lr_scheduler "$LR_SCHEDULER" \
+    --actor.lr_warmup_ratio "$LR_WARMUP" --actor.epo.enable \
     --ckpt.path "$OUT/ckpt" --ckpt.save_steps 1 --ckpt.max_num 1 --ckpt.load_enable --ckpt.output_dir "$OUT/final" \
     --logger.tensorboard_dir "$OUT/tb" --logger.jsonl_path "$OUT/metrics.jsonl"
 fi
