@@ -3,8 +3,8 @@ Training", section 4; the EPO paper's appendix B and table 1 run EPO on top of i
 
 A GRPO group is the n trajectories of one task instance. GiGPO adds to GRPO's episode-level advantage a step-level one:
 the turns of a group's trajectories that acted in the same environment state (an "anchor state": the same observation,
-matched exactly after `anchor_key`'s normalisation) form a step group, and each such turn is compared with the others
-of its step group by its discounted return from that state. Per turn t of trajectory i:
+matched exactly after agent/anchor_state.anchor_key's normalisation) form a step group, and each such turn is compared
+with the others of its step group by its discounted return from that state. Per turn t of trajectory i:
 
     A_E(i)   = (R(i) - mean_{j in group} R(j)) / F_E             episode level, one return per trajectory
     G_t(i)   = sum_{k >= t} gamma^(k - t) r_k(i)                  the turn's discounted return (step rewards r_k)
@@ -19,13 +19,12 @@ outcome reward on a trajectory's last turn minus each turn's invalid-output pena
 
 Pure torch, no OpenRLHF import: the driver calls it with the ids the samples carry (integration/rollout_hooks.py).
 """
-import hashlib
-import re
 from collections import defaultdict
 from typing import Dict, List, Sequence, Tuple
 
 import torch
 
+from openrlhf_epo.agent.anchor_state import step_group_stats, step_groups
 from openrlhf_epo.agent.grouping import trajectory_group_baseline
 
 ESTIMATOR = "gigpo"  # --algo.advantage.estimator
@@ -35,18 +34,6 @@ DEFAULT_OMEGA = 1.0  # the GiGPO paper's weight of the step-level advantage
 DEFAULT_NORM = "mean"
 EPS = 1e-6  # both levels' std guard, as verl-agent's
 _EPISODE_BASELINE = {"mean": "reinforce_baseline", "std": "group_norm"}  # grouping.py's names of the same baselines
-_SPACE = re.compile(r"\s+")
-
-
-def anchor_key(observation: str) -> int:
-    """The anchor state of an observation as a 56-bit integer (it rides to the driver as an int64 sample field):
-    the text with runs of whitespace collapsed and the ends stripped, hashed. Two turns share a state exactly when
-    their normalised observations are equal (a collision between two different observations of one group is about
-    n_states^2 / 2^57 likely)."""
-    text = _SPACE.sub(" ", observation).strip()
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=7).digest(), "big")
-
-
 def discounted_returns(step_rewards: Sequence[float], gamma: float) -> List[float]:
     """G_t = r_t + gamma * G_{t+1} for one trajectory's turns, in turn order."""
     out, running = [0.0] * len(step_rewards), 0.0
@@ -104,20 +91,3 @@ def gigpo_advantages(episode_returns: torch.Tensor, step_rewards: torch.Tensor, 
     for rows in groups.values():
         step_adv[rows] = _normalise(step_return[rows], norm)
     return (episode_adv.double() + omega * step_adv).to(episode_returns.dtype), step_group_stats(groups)
-
-
-def step_groups(group_ids: Sequence[int], anchors: Sequence[int]) -> Dict[Tuple[int, int], List[int]]:
-    """{(group, anchor state): the rows of its turns}: eq. 6's step groups, never across task groups."""
-    groups: Dict[Tuple[int, int], List[int]] = defaultdict(list)
-    for row, (group, anchor) in enumerate(zip(group_ids, anchors)):
-        groups[(int(group), int(anchor))].append(row)
-    return groups
-
-
-def step_group_stats(groups: Dict[Tuple[int, int], List[int]]) -> Dict[str, float]:
-    """gigpo/step_group_size: mean turns per step group; gigpo/shared_turn_share: the share of turns whose step group
-    holds two or more (the turns that get a step-level signal)."""
-    sizes = [len(rows) for rows in groups.values()]
-    turns = sum(sizes)
-    return {"gigpo/step_group_size": turns / len(sizes) if sizes else 0.0,
-            "gigpo/shared_turn_share": sum(s for s in sizes if s > 1) / turns if turns else 0.0}

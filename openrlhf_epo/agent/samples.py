@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Dict, List, Mapping, Optional
 
 from openrlhf_epo.agent.episode import Episode
-from openrlhf_epo.agent.gigpo import anchor_key
+from openrlhf_epo.agent.anchor_state import anchor_key
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class TurnMeta(EpisodeMeta):
     """A per-turn sample's metadata: its episode's, and the turn's own. Their presence marks per-turn samples."""
 
     turn_index: int  # t: the turn's place in its trajectory (per-turn entropy history, figure 7)
-    anchor_state: int  # GiGPO's anchor: the key of the observation the turn acted on (agent/gigpo.anchor_key)
+    anchor_state: int  # GiGPO's anchor: the key of the observation the turn acted on (agent/anchor_state.anchor_key)
     step_reward: float  # the turn's own reward (GiGPO's step returns): the outcome on the last turn, minus its penalty
 
 

@@ -1,7 +1,7 @@
 """`openrlhf-epo anchor-stats {scienceworld,alfworld,signpost}`: how often GiGPO's anchor states repeat in an environment.
 
 GiGPO's step-level advantage exists only for turns whose anchor state (the observation the turn acted on, matched by
-`agent.gigpo.anchor_key`) is shared with another turn of the same group. This plays `--group` episodes of the uniformly
+`agent.anchor_state.anchor_key`) is shared with another turn of the same group. This plays `--group` episodes of the uniformly
 random admissible agent on each of `--n` train instances (the groups of a GRPO / GiGPO run before any learning) and
 prints the share of turns in step groups of two or more, over all turns and over the turns after the first (every
 group's first turns share the reset state), with the mean step-group size. JSON with `--out`.
@@ -13,9 +13,8 @@ from typing import Dict, Optional
 
 from tqdm import tqdm
 
-from openrlhf_epo.envs.base import DEFAULT_MAX_TURNS, TURN_LIMITS
-from openrlhf_epo.agent.gigpo import anchor_key, step_group_stats, step_groups
-from openrlhf_epo.envs.base import ENVIRONMENTS
+from openrlhf_epo.agent.anchor_state import anchor_key, step_group_stats, step_groups
+from openrlhf_epo.envs.base import DEFAULT_MAX_TURNS, ENVIRONMENTS, TURN_LIMITS
 from openrlhf_epo.envs.registry import make_env
 from openrlhf_epo.tools.data import task_specs
 from openrlhf_epo.tools.sft_data import random_plan

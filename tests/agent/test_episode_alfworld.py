@@ -9,7 +9,7 @@ from types import SimpleNamespace as NS
 import pytest
 
 from openrlhf_epo.agent.episode import EpisodeConfig, run_episode
-from openrlhf_epo.agent.gigpo import anchor_key
+from openrlhf_epo.agent.anchor_state import anchor_key
 from openrlhf_epo.agent.parsing import EMPTY_ACTION, MISSING_ACTION, NON_ASCII, UNCLOSED_ACTION
 from openrlhf_epo.agent.samples import TURN_KEYS, per_turn_samples
 from openrlhf_epo.envs.alfworld_env import AlfWorldEnv

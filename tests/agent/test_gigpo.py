@@ -7,7 +7,8 @@ import statistics
 import pytest
 import torch
 
-from openrlhf_epo.agent.gigpo import anchor_key, discounted_returns, gigpo_advantages
+from openrlhf_epo.agent.anchor_state import anchor_key
+from openrlhf_epo.agent.gigpo import discounted_returns, gigpo_advantages
 
 
 def _flatten(trajectories, group=0, first_id=0):

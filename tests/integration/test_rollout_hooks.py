@@ -160,7 +160,7 @@ def test_patched_experience_maker_computes_grpo_advantages_per_trajectory(to_exp
 
 def _gigpo_request(trajectories):
     """One request of scripted trajectories [(states, step rewards)], each turn with its anchor state."""
-    from openrlhf_epo.agent.gigpo import anchor_key
+    from openrlhf_epo.agent.anchor_state import anchor_key
 
     request = []
     for states, step_rewards in trajectories:
