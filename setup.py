@@ -54,7 +54,7 @@ setup(
     packages=find_packages(include=["openrlhf_epo", "openrlhf_epo.*"]) + ["openrlhf_epo._series"],
     # The patch series lives at the repository root (patches/); installed packages carry it as openrlhf_epo/_series.
     package_dir={"openrlhf_epo._series": "patches"},
-    package_data={"openrlhf_epo._series": ["*/series", "*/*.patch", "*/pristine.sha256"]},
+    package_data={"openrlhf_epo._series": ["*/series", "*/*.patch", "*/pristine.sha256", "*/port-resolutions"]},
     include_package_data=False,
     install_requires=[
         "torch>=2.1",

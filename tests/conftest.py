@@ -1,10 +1,8 @@
 """Fixtures shared by the whole suite: pristine upstream releases from PyPI, unzipped into temporary trees; and the
 suite's leak check: no process the suite started (Ray, JVMs, vLLM engine cores, environment children, trainers)
 may outlive it."""
-import os
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -12,29 +10,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent / "epo_testkit"))
 import leak_check  # noqa: E402
 
+from openrlhf_epo.patching import series as ps  # noqa: E402
+from openrlhf_epo.patching.releases import cached_release, download_wheel, unzip_release  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
-CACHE = Path(os.environ.get("OPENRLHF_EPO_CACHE", Path.home() / ".cache" / "openrlhf-epo"))
-
-
-def download_wheel(version: str) -> Path:
-    """The openrlhf wheel of `version` from PyPI, downloaded once into the cache (pip download --no-deps)."""
-    folder = CACHE / "wheels"
-    found = sorted(folder.glob(f"openrlhf-{version}-*.whl"))
-    if not found:
-        folder.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(folder), f"openrlhf=={version}"],
-            check=True,
-        )
-        found = sorted(folder.glob(f"openrlhf-{version}-*.whl"))
-    return found[0]
-
-
-def unzip_release(version: str, into: Path) -> Path:
-    """Unzip the release wheel under `into`; returns its purelib folder (holds openrlhf/ and upstream's tests/)."""
-    with zipfile.ZipFile(download_wheel(version)) as wheel:
-        wheel.extractall(into)
-    return into / f"openrlhf-{version}.data" / "purelib"
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +24,8 @@ def release_wheel() -> Path:
 
 @pytest.fixture
 def release_tree(tmp_path):
-    """release_tree(version) -> a fresh tree of that OpenRLHF release (its PyPI wheel unzipped); the purelib folder."""
+    """release_tree(version) -> a fresh tree of that OpenRLHF release (its PyPI wheel unzipped), to modify; the
+    purelib folder (openrlhf/ and upstream's tests/; the dist-info two levels up)."""
     return lambda version: unzip_release(version, tmp_path / f"wheel-{version}")
 
 
@@ -53,6 +33,29 @@ def release_tree(tmp_path):
 def pristine_tree(release_tree) -> Path:
     """A fresh, pristine OpenRLHF 0.11.2 tree, as upstream ships it."""
     return release_tree("0.11.2")
+
+
+@pytest.fixture(scope="session")
+def shared_release():
+    """shared_release(version) -> the purelib folder of that release, unpacked once into the cache and shared by the
+    whole session: read it, never write it (release_tree gives a tree to modify)."""
+    return cached_release
+
+
+@pytest.fixture(scope="session")
+def patched_release(tmp_path_factory):
+    """patched_release(version) -> a tree of that release with its series applied, made once per session (read only)."""
+    trees = {}
+
+    def get(version: str) -> Path:
+        if version not in trees:
+            tree = unzip_release(version, tmp_path_factory.mktemp(f"patched-{version}"))
+            target = ps.target_from_dir(tree)
+            ps.apply(target, ps.series_for(target))
+            trees[version] = tree
+        return trees[version]
+
+    return get
 
 
 @pytest.fixture

@@ -1,1 +1,1 @@
-"""The OpenRLHF integration: the patch machinery, and the hooks the patch series calls from upstream's code."""
+"""The OpenRLHF integration: the hooks the patch series calls from upstream's code, and the flags it adds."""

@@ -2,6 +2,8 @@
 
   openrlhf-epo patch {apply,check,revert,status} [--target DIR]   the patch series onto OpenRLHF
   openrlhf-epo patch manifest --target PRISTINE_DIR               (maintainers) record the pristine hashes
+  openrlhf-epo patch port --from VERSION --onto VERSION|DIR [--out DIR] [--resolutions FILE] [--no-suite]
+                                                                 (maintainers) rebuild a series onto another release
   openrlhf-epo selfcheck                                         check the installed stack and the applied series
   openrlhf-epo data {scienceworld,alfworld} --split S --out F    a prompt dataset of task instances
   openrlhf-epo sft-data {alfworld,scienceworld} --n N --tokenizer MODEL_DIR --out F
@@ -14,7 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from openrlhf_epo.integration import patch_series as ps
+from openrlhf_epo.patching import port
+from openrlhf_epo.patching import series as ps
 from openrlhf_epo.tools import anchor_stats, data, evaluate, plot, sft_data
 
 
@@ -23,10 +26,10 @@ def _target(args) -> ps.Target:
 
 
 def cmd_patch(args) -> int:
+    if args.action == "port":
+        return cmd_patch_port(args)
     target = _target(args)
     if args.action == "manifest":
-        if not args.target:
-            raise ps.PatchError("patch manifest needs --target PRISTINE_DIR (an untouched release tree)")
         folder = ps.series_root() / f"{ps.PACKAGE}-{target.version}"
         print(f"wrote {ps.write_manifest(target, folder)}")
         return 0
@@ -66,6 +69,31 @@ def cmd_patch(args) -> int:
     raise AssertionError(args.action)
 
 
+def cmd_patch_port(args) -> int:
+    result = port.port(
+        args.from_version, args.onto, Path(args.out) if args.out else None, args.resolutions, not args.no_suite
+    )
+    labels = (f"{ps.PACKAGE} {args.from_version}", f"{ps.PACKAGE} {result.version}")
+    for unused in result.unused:
+        print(f"note: resolution not used (its conflict no longer arises): {unused.path}: {unused.where}")
+    if result.needs_hand:
+        print(f"{len(result.needs_hand)} hunk(s) need a hand; nothing was written to {result.folder}:")
+        for need in result.needs_hand:
+            print(port.describe(need, labels))
+        if result.conflicts_file:
+            print(
+                f"the conflicts, in diff3's layout, are in {result.conflicts_file}: resolve them there (a "
+                f"'>>>>>>> resolved' section under each block) and rerun with --resolutions {result.conflicts_file}"
+            )
+        return 1
+    for resolution in result.resolved:
+        print(f"  resolved by hand: {resolution.path}: {resolution.where}")
+    if result.suite is not None:
+        print(f"upstream {labels[1]} test suite on the patched tree: {result.suite.summary}")
+    print(f"wrote {result.folder} (the {labels[0]} series ported onto {labels[1]})")
+    return 0
+
+
 def cmd_selfcheck(args) -> int:
     from openrlhf_epo.tools.selfcheck import run_selfcheck
 
@@ -84,14 +112,40 @@ def cmd_cpu_dtype(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="openrlhf-epo", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    patch = sub.add_parser("patch", help="apply, check, revert or show the patch series onto OpenRLHF")
-    patch.add_argument("action", choices=["apply", "check", "revert", "status", "manifest"])
-    patch.add_argument(
-        "--target",
-        metavar="DIR",
-        help="a tree that contains openrlhf/ (git checkout, unzipped wheel, site-packages); "
-        "default: the openrlhf installed in this Python",
+    patch = sub.add_parser("patch", help="apply, check, revert or show the patch series onto OpenRLHF; port it")
+    actions = patch.add_subparsers(dest="action", required=True)
+    for action, say in [
+        ("apply", "apply the series (all patches or none)"),
+        ("check", "per patch: applied, applies or conflicts; writes nothing"),
+        ("revert", "restore the pristine bytes"),
+        ("status", "which patches are applied"),
+        ("manifest", "(maintainers) record pristine.sha256 of the target's release from a pristine tree"),
+    ]:
+        one = actions.add_parser(action, help=say)
+        one.add_argument(
+            "--target",
+            metavar="DIR",
+            required=action == "manifest",
+            help="a tree that contains openrlhf/ (git checkout, unzipped wheel, site-packages); "
+            + ("an untouched release" if action == "manifest" else "default: the openrlhf installed in this Python"),
+        )
+    port_parser = actions.add_parser("port", help="(maintainers) rebuild a release's series onto another release")
+    port_parser.add_argument("--from", dest="from_version", required=True, metavar="VERSION", help="the series to port")
+    port_parser.add_argument(
+        "--onto",
+        required=True,
+        metavar="VERSION|DIR",
+        help="a release version (its wheel fetched from PyPI into the cache) or an unpacked release tree (the folder "
+        "holding openrlhf/ and a dist-info or version.txt)",
     )
+    port_parser.add_argument("--out", metavar="DIR", help="the new series folder; default: patches/openrlhf-<version>")
+    port_parser.add_argument(
+        "--resolutions",
+        metavar="FILE",
+        help="hand resolutions of conflicts: the <out>.conflicts file a port wrote, resolved, or a series' "
+        "port-resolutions",
+    )
+    port_parser.add_argument("--no-suite", action="store_true", help="do not run the target's upstream test suite")
     patch.set_defaults(func=cmd_patch)
     selfcheck = sub.add_parser("selfcheck", help="check the installed stack and that the series is applied")
     selfcheck.set_defaults(func=cmd_selfcheck)

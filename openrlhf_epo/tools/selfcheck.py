@@ -10,7 +10,7 @@ import subprocess
 import sys
 from typing import Callable, List, Tuple
 
-from openrlhf_epo.integration import patch_series as ps
+from openrlhf_epo.patching import series as ps
 
 # The versions upstream's 0.11.2 metadata pins (and vllm's pin of torch); the CPU recipe installs exactly these.
 PINNED = {

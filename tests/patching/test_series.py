@@ -1,4 +1,8 @@
-"""The patch series onto the real OpenRLHF 0.11.2 release (the PyPI wheel, unzipped), through the real CLI."""
+"""The patch series onto the real OpenRLHF releases (their PyPI wheels, unzipped), through the real CLI.
+
+What each series must pass is checked for every supported release (the tests parametrized by VERSIONS); the
+machinery's own behaviour (refusals, prefixes, atomic writes) once, on 0.11.2's series.
+"""
 import hashlib
 import re
 import subprocess
@@ -7,12 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from openrlhf_epo.integration import patch_series as ps
+from openrlhf_epo.patching import series as ps
+from openrlhf_epo.patching.upstream_suite import run_upstream_suite
 
+# Every supported release, with the number of tests its own upstream suite (shipped in its wheel) has.
+UPSTREAM_TESTS = {"0.11.0": 22, "0.11.1": 63, "0.11.2": 221}
+VERSIONS = list(UPSTREAM_TESTS)
+NEIGHBOUR = "0.10.4"  # the release below the oldest supported one: it has no series
 SERIES = ps.series_root() / "openrlhf-0.11.2"
 PATCHES = [n for n in (SERIES / "series").read_text().split() if n.endswith(".patch")]
 N, LAST = len(PATCHES), PATCHES[-1][:5]  # e.g. 6, "0006-"
-TOUCHED = [
+TOUCHED = [  # the same files in every release's series
     "openrlhf/cli/train_ppo_ray.py",
     "openrlhf/cli/train_sft.py",
     "openrlhf/models/actor.py",
@@ -35,23 +44,38 @@ TOUCHED = [
 ]
 
 
-def test_manifest_holds_the_hashes_of_the_pristine_release(pristine_tree):
-    for line in (SERIES / "pristine.sha256").read_text().splitlines():
-        if line.startswith("#") or not line.strip():
-            continue
-        digest, path = line.split()
-        assert hashlib.sha256((pristine_tree / path).read_bytes()).hexdigest() == digest, path
+def patch_names(version):
+    return ps.patch_names(ps.series_root() / f"openrlhf-{version}")
 
 
-def test_check_reports_every_patch_applies_on_pristine_release(pristine_tree, epo_cli):
-    out = epo_cli("patch", "check", "--target", str(pristine_tree))
+def test_every_series_in_patches_is_checked_here():
+    assert ps.supported_versions() == VERSIONS
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_manifest_holds_the_hashes_of_the_pristine_release(shared_release, version):
+    tree = shared_release(version)
+    lines = (ps.series_root() / f"openrlhf-{version}" / "pristine.sha256").read_text().splitlines()
+    hashes = dict(reversed(line.split()) for line in lines if line.strip() and not line.startswith("#"))
+    assert sorted(hashes) == TOUCHED
+    for path, digest in hashes.items():
+        assert hashlib.sha256((tree / path).read_bytes()).hexdigest() == digest, path
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_check_reports_every_patch_of_its_own_series_applies_on_the_pristine_release(release_tree, epo_cli, version):
+    tree = release_tree(version)
+    out = epo_cli("patch", "check", "--target", str(tree))
     assert out.returncode == 0, out.stderr
-    names = [n for n in (SERIES / "series").read_text().split() if n.endswith(".patch")]
-    for name in names:
+    assert out.stdout.startswith(f"target: openrlhf {version} at {tree / 'openrlhf'}"), out.stdout
+    assert patch_names(version) == PATCHES  # every release carries the same series, in the same order
+    for name in PATCHES:
         assert re.search(rf"applies\s+{re.escape(name)}", out.stdout), out.stdout
 
 
-def test_apply_then_revert_restores_every_byte(pristine_tree, epo_cli, snapshot):
+@pytest.mark.parametrize("version", VERSIONS)
+def test_apply_then_revert_restores_every_byte(release_tree, epo_cli, snapshot, version):
+    pristine_tree = release_tree(version)
     before = snapshot(pristine_tree.parent.parent)
     applied = epo_cli("patch", "apply", "--target", str(pristine_tree))
     assert applied.returncode == 0, applied.stderr
@@ -67,11 +91,13 @@ def test_apply_then_revert_restores_every_byte(pristine_tree, epo_cli, snapshot)
     assert snapshot(pristine_tree.parent.parent) == before  # bytes and file modes, every file of the release
 
 
-def test_stale_bytecode_of_patched_files_is_dropped(pristine_tree, epo_cli):
+@pytest.mark.parametrize("version", VERSIONS)
+def test_stale_bytecode_of_patched_files_is_dropped(release_tree, epo_cli, version):
     """A .pyc compiled from the pristine file must not survive: Python would trust it if the patched file had the
     same size and the same mtime second (pip compiles right before the CLI patches)."""
     import py_compile
 
+    pristine_tree = release_tree(version)
     touched = [pristine_tree / rel for rel in TOUCHED]
     untouched = pristine_tree / "openrlhf/utils/logging_utils.py"
     compiled = [Path(py_compile.compile(str(f), cfile=None)) for f in touched + [untouched]]
@@ -103,14 +129,15 @@ def test_status_and_check_of_a_patched_tree(pristine_tree, epo_cli):
     assert re.search(r"applied\s+0002-", out.stdout), out.stdout
 
 
-def test_other_release_is_refused_and_left_untouched(release_tree, epo_cli, snapshot):
-    older = release_tree("0.11.1")  # a real neighbouring release, from PyPI
+def test_neighbouring_release_without_a_series_is_refused_and_left_untouched(release_tree, epo_cli, snapshot):
+    older = release_tree(NEIGHBOUR)  # a real neighbouring release, from PyPI
     before = snapshot(older.parent.parent)
     for action in ("apply", "check", "revert", "status"):
         out = epo_cli("patch", action, "--target", str(older))
         assert out.returncode == 1, (action, out.stdout)
-        assert "openrlhf 0.11.1" in out.stderr and "supports" not in out.stdout
-        assert "patch series for openrlhf 0.11.2 only" in out.stderr and "Nothing was changed" in out.stderr
+        assert f"openrlhf {NEIGHBOUR}" in out.stderr and "supports" not in out.stdout
+        assert f"patch series for openrlhf {', '.join(VERSIONS)} only" in out.stderr, out.stderr
+        assert "Nothing was changed" in out.stderr
     assert snapshot(older.parent.parent) == before
 
 
@@ -120,7 +147,7 @@ def test_declared_version_wins_over_matching_files(pristine_tree, epo_cli, snaps
     metadata.write_text(metadata.read_text().replace("Version: 0.11.2", "Version: 0.10.9", 1))
     before = snapshot(pristine_tree.parent.parent)
     out = epo_cli("patch", "apply", "--target", str(pristine_tree))
-    assert out.returncode == 1 and "openrlhf 0.10.9" in out.stderr and "0.11.2 only" in out.stderr
+    assert out.returncode == 1 and "openrlhf 0.10.9" in out.stderr and "0.11.2 only" in out.stderr, out.stderr
     assert snapshot(pristine_tree.parent.parent) == before
 
 
@@ -175,23 +202,16 @@ def test_installed_openrlhf_is_found_with_its_version():
 
 
 @pytest.mark.slow
-def test_upstream_suite_passes_on_the_patched_release(pristine_tree, epo_cli, report):
-    assert epo_cli("patch", "apply", "--target", str(pristine_tree)).returncode == 0
+@pytest.mark.parametrize("version", VERSIONS)
+def test_upstream_suite_passes_on_the_patched_release(patched_release, report, version):
     # Upstream's own tests, shipped inside the wheel, run from the tree that holds openrlhf/ and tests/ side by side.
-    out = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(pristine_tree), "tests"],
-        cwd=pristine_tree,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    summary = out.stdout.strip().splitlines()[-1]
-    report(f"upstream openrlhf 0.11.2 test suite on the patched tree: {summary}")
-    assert out.returncode == 0, out.stdout[-3000:]
-    passed = int(re.search(r"(\d+) passed", summary).group(1))
-    assert passed == 221 and "failed" not in summary and "error" not in summary, summary
+    tree = patched_release(version)
+    result = run_upstream_suite(tree)
+    report(f"upstream openrlhf {version} test suite on the patched tree: {result.summary}")
+    assert result.ok, result.output[-3000:]
+    assert result.passed == UPSTREAM_TESTS[version], result.summary
     # The tree under test really was the patched one.
-    assert "add_epo_arguments(parser)" in (pristine_tree / "openrlhf/cli/train_ppo_ray.py").read_text()
+    assert "add_epo_arguments(parser)" in (tree / "openrlhf/cli/train_ppo_ray.py").read_text()
 
 
 def test_a_failed_write_rolls_back_every_file(pristine_tree, snapshot, monkeypatch):

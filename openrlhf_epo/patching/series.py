@@ -3,7 +3,8 @@
 A series is a folder `patches/openrlhf-<version>/` holding
   series            the patch file names, in order (blank lines and # comments ignored);
   *.patch           unified diffs with paths a/openrlhf/... (applied like `patch -p1` at the target root);
-  pristine.sha256   the sha256 of every file the series touches, in the pristine release ("-" for a file it creates).
+  pristine.sha256   the sha256 of every file the series touches, in the pristine release ("-" for a file it creates);
+  port-resolutions  (a ported series only) the hand resolutions `patch port` used: resolutions.py.
 
 The target's state is never recorded in the target: it is derived from the files themselves. Reverse-applying the last
 i patches must give back exactly the pristine hashes, and applying them again must give back exactly the current
@@ -64,6 +65,12 @@ class Series:
         return sorted(self.pristine)
 
 
+def patch_names(folder: Path) -> List[str]:
+    """The patch file names of a series folder, in the order of its `series` file."""
+    names = [line.strip() for line in (folder / "series").read_text().splitlines()]
+    return [n for n in names if n and not n.startswith("#")]
+
+
 def load_series(version: str, root: Optional[Path] = None) -> Series:
     root = root or series_root()
     folder = root / f"{PACKAGE}-{version}"
@@ -72,17 +79,15 @@ def load_series(version: str, root: Optional[Path] = None) -> Series:
             f"no patch series for {PACKAGE} {version}; this openrlhf-epo supports {PACKAGE} "
             f"{', '.join(supported_versions(root)) or '(none found)'}"
         )
-    names = [ln.strip() for ln in (folder / "series").read_text().splitlines()]
-    names = [n for n in names if n and not n.startswith("#")]
-    patches = [parse_patch((folder / n).read_text(encoding="utf-8"), name=n) for n in names]
+    patches = [parse_patch((folder / n).read_text(encoding="utf-8"), name=n) for n in patch_names(folder)]
     pristine = {}
     manifest = folder / "pristine.sha256"
     if not manifest.is_file():
         raise PatchError(f"{manifest} is missing: regenerate it with `openrlhf-epo patch manifest --target PRISTINE`")
     for line in manifest.read_text().splitlines():
         if line.strip() and not line.startswith("#"):
-            digest, path = line.split(maxsplit=1)
-            pristine[path.strip()] = digest
+            hexdigest, path = line.split(maxsplit=1)
+            pristine[path.strip()] = hexdigest
     touched = {fp.path for p in patches for fp in p.files}
     if touched - set(pristine):
         raise PatchError(f"{manifest} lacks the pristine hash of {sorted(touched - set(pristine))}")
@@ -172,12 +177,13 @@ def series_for(target: Target, root: Optional[Path] = None) -> Series:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def _read(root: Path, rel: str) -> Optional[str]:
+def read_file(root: Path, rel: str) -> Optional[str]:
+    """The text of root/rel, or None when there is no such file (a file the series creates)."""
     path = root / rel
     return path.read_bytes().decode("utf-8") if path.is_file() else None
 
 
-def _digest(text: Optional[str]) -> str:
+def digest(text: Optional[str]) -> str:
     return ABSENT if text is None else hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -202,16 +208,16 @@ class State:
 
     @property
     def modified_files(self) -> List[str]:
-        return [p for p, digest in self.series.pristine.items() if _digest(self.current[p]) != digest]
+        return [p for p, want in self.series.pristine.items() if digest(self.current[p]) != want]
 
 
 def inspect(target: Target, series: Series) -> State:
-    current = {rel: _read(target.root, rel) for rel in series.paths}
+    current = {rel: read_file(target.root, rel) for rel in series.paths}
     for applied in range(len(series.patches), -1, -1):
         done = series.patches[:applied]
         try:
             pristine = _reverse_all(current, done)
-            if any(_digest(pristine[p]) != d for p, d in series.pristine.items()):
+            if any(digest(pristine[p]) != d for p, d in series.pristine.items()):
                 continue
             if _forward_all(pristine, done) != current:
                 continue
@@ -350,11 +356,16 @@ def drop_bytecode(source: Path) -> None:
 
 def write_manifest(pristine_target: Target, series_folder: Path) -> Path:
     """Maintainers: record the pristine hashes of every file the series touches, from a pristine release tree."""
-    names = [n.strip() for n in (series_folder / "series").read_text().splitlines()]
-    patches = [parse_patch((series_folder / n).read_text(), n) for n in names if n and not n.startswith("#")]
+    patches = [parse_patch((series_folder / n).read_text(encoding="utf-8"), n) for n in patch_names(series_folder)]
     paths = sorted({fp.path for p in patches for fp in p.files})
-    lines = [f"# sha256 of the files this series touches, in pristine {PACKAGE} {series_folder.name.split('-', 1)[1]}"]
-    lines += [f"{_digest(_read(pristine_target.root, rel))}  {rel}" for rel in paths]
+    version = series_folder.name.split("-", 1)[1]
     out = series_folder / "pristine.sha256"
-    out.write_text("\n".join(lines) + "\n")
+    out.write_text(manifest_text(version, {rel: read_file(pristine_target.root, rel) for rel in paths}))
     return out
+
+
+def manifest_text(version: str, pristine: Dict[str, Optional[str]]) -> str:
+    """pristine.sha256 of a series: the hash of each file (path -> pristine text, None for one the series creates)."""
+    lines = [f"# sha256 of the files this series touches, in pristine {PACKAGE} {version}"]
+    lines += [f"{digest(pristine[rel])}  {rel}" for rel in sorted(pristine)]
+    return "\n".join(lines) + "\n"

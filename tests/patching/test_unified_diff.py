@@ -1,10 +1,17 @@
-"""The in-memory applier against GNU diff and GNU patch as the independent oracle."""
+"""The in-memory applier and the diff writer, against GNU diff and GNU patch as the independent oracle."""
 import random
 import subprocess
 
 import pytest
 
-from openrlhf_epo.integration.unified_diff import HunkConflict, PatchFormatError, apply_patch, parse_patch
+from openrlhf_epo.patching.unified_diff import (
+    HunkConflict,
+    PatchFormatError,
+    apply_patch,
+    format_file_diff,
+    hunk_spans,
+    parse_patch,
+)
 
 
 def _gnu_diff(tmp_path, old, new, name="f.py"):
@@ -93,3 +100,50 @@ def test_malformed_patches_are_rejected_with_the_reason():
         parse_patch("--- a/x.py\n+++ b/x.py\n@@ -1,3 +1,3 @@\n a\n-b\n")
     with pytest.raises(PatchFormatError, match="malformed hunk header"):
         parse_patch("--- a/x.py\n+++ b/x.py\n@@ -1,x +1 @@\n")
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_written_diffs_apply_with_gnu_patch_and_ours(tmp_path, seed):
+    rng = random.Random(100 + seed)
+    old_lines = [f"line {i} {rng.choice('ab')}\n" if i % 4 else "\n" for i in range(rng.randint(5, 300))]
+    new_lines = _random_edit(rng, old_lines)
+    if seed % 3 == 0:  # files without a final newline, on either side
+        new_lines[-1] = new_lines[-1].rstrip("\n")
+    if seed % 4 == 0:
+        old_lines[-1] = old_lines[-1].rstrip("\n")
+    old, new = "".join(old_lines), "".join(new_lines)
+    text = format_file_diff("f.py", old, new)
+    assert text.startswith("diff --git a/f.py b/f.py\n--- a/f.py\n+++ b/f.py\n@@ -")
+    assert _gnu_patch(tmp_path, old, text) == new
+    assert apply_patch({"f.py": old}, parse_patch(text)) == {"f.py": new}
+
+
+def test_a_written_diff_of_a_new_file_and_of_no_change(tmp_path):
+    created = format_file_diff("pkg/new.py", None, "one\ntwo\n")
+    assert created.splitlines()[:5] == [
+        "diff --git a/pkg/new.py b/pkg/new.py",
+        "new file mode 100644",
+        "--- /dev/null",
+        "+++ b/pkg/new.py",
+        "@@ -0,0 +1,2 @@",
+    ]
+    assert apply_patch({"pkg/new.py": None}, parse_patch(created)) == {"pkg/new.py": "one\ntwo\n"}
+    assert format_file_diff("f.py", "same\n", "same\n") == ""
+
+
+def test_the_header_before_the_first_file_is_kept():
+    header = "Subject: [PATCH 1/2] why\n\nBody.\n\n"
+    text = header + "diff --git a/x.py b/x.py\n--- a/x.py\n+++ b/x.py\n@@ -1 +1 @@\n-a\n+b\n"
+    patch = parse_patch(text)
+    assert patch.header == header and patch.reversed().header == header
+
+
+def test_hunk_spans_name_where_each_hunk_lands_in_the_patched_file(tmp_path):
+    old = "".join(f"row {i}\n" for i in range(40))
+    new = old.replace("row 5\n", "row 5\nadded\nadded\n").replace("row 30\n", "row thirty\n")
+    (fp,) = parse_patch(_gnu_diff(tmp_path, old, new)).files
+    spans = hunk_spans(old, fp)
+    assert len(spans) == 2
+    patched = new.splitlines(keepends=True)
+    assert patched[spans[0][0] : spans[0][1]] == fp.hunks[0].new_lines
+    assert patched[spans[1][0] : spans[1][1]] == fp.hunks[1].new_lines and "row thirty\n" in fp.hunks[1].new_lines
