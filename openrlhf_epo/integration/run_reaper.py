@@ -24,6 +24,8 @@ import sys
 import time
 from typing import Dict, List, Optional, Set, Tuple
 
+from openrlhf_epo.runtime.extension_batons import clear_stale_batons
+
 RUN_ID_VAR = "OPENRLHF_EPO_RUN_ID"  # OPENRLHF_EPO_*: also forwarded to the Ray workers' runtime environment
 GRACE_S = 5.0  # Ray's workers and engine cores end within a few seconds of the raylet; its agents do not
 POLL_S = 1.0  # how often the watcher looks at the driver's descendants
@@ -141,13 +143,15 @@ def reap(run_id: str, driver_pid: int, known: Set[Tuple[int, int]], grace_s: flo
 
 
 def watch(driver_pid: int, pipe: int) -> Set[Tuple[int, int]]:
-    """Until the driver's end of the pipe closes: note its descendants every POLL_S. Those seen."""
+    """Until the driver's end of the pipe closes: note its descendants every POLL_S, and remove a build lock that a
+    killed JIT build left (extension_batons.py: the run's workers would wait for it for ever). Those seen."""
     known: Set[Tuple[int, int]] = set()
     while True:
         readable, _, _ = select.select([pipe], [], [], POLL_S)
         if readable and not os.read(pipe, 65536):  # the driver writes nothing: end-of-file is its end
             return known
         known |= _descendants(_process_table(), {driver_pid})
+        clear_stale_batons()
 
 
 def main(argv: List[str]) -> None:
