@@ -206,7 +206,10 @@ def describe(need: NeedsHand, labels: Tuple[str, str]) -> str:
     c = need.conflict
     if c is None:
         return head + "\n"
-    if c.base_lines and not c.theirs_lines:
+    if c.moved_from is not None:
+        head += (f": the series copies {_line_range(c.moved_from)} of {old} here ({_line_range(c.ours)} of the "
+                 f"series), lines {new} changed where they were: write {new}'s version of the copy")
+    elif c.base_lines and not c.theirs_lines:
         head += f": {new} lacks the lines the series changes there ({_line_range(c.base)} of {old})"
     else:
         head += f": both changed {_line_range(c.base)} of {old} ({_line_range(c.theirs)} of {new})"

@@ -86,3 +86,62 @@ def test_blank_and_repeated_lines_still_anchor_the_merge():
     ours[10], theirs[390] = "ours\n", "theirs\n"
     merged = merge3(base, ours, theirs).lines
     assert merged[10] == "ours\n" and merged[390] == "theirs\n" and len(merged) == 400
+
+
+# A refactor that moves a block into a helper (the shape of a behaviour-free upstream refactor), against a release
+# whose block lacks one branch: the copy must not carry the other release's branch silently.
+CALLER = lines(
+    "def shape(rewards, mode):\n"
+    "    if mode == 'rloo':\n"
+    "        rewards = rewards - rloo_baseline(rewards)\n"
+    "    elif mode == 'group_norm':\n"
+    "        rewards = normalise(rewards)\n"
+    "    elif mode == 'flash':\n"
+    "        rewards = rewards - rewards.mean()\n"
+    "    return rewards\n"
+    "\n"
+    "\n"
+    "def other():\n"
+    "    return 1\n"
+)
+
+
+def _moved(block_release):
+    """ours: the block moved into a helper method after other() (indented one level deeper, so no line of it equals a
+    line of the block); block_release: the caller's block of the other release."""
+    helper = ["\n", "\n", "class Shaper:\n", "    def _baseline(self, rewards, mode):\n"]
+    helper += ["    " + line for line in CALLER[1:7]] + ["        return rewards\n"]
+    ours = CALLER[:1] + ["    rewards = _baseline(rewards, mode)\n"] + CALLER[7:] + helper
+    theirs = CALLER[:1] + block_release + CALLER[7:]
+    return ours, theirs
+
+
+def test_a_moved_block_whose_source_the_other_side_changed_is_a_conflict_naming_the_source():
+    ours, theirs = _moved(CALLER[1:5])  # the other release has no 'flash' branch
+    result = merge3(CALLER, ours, theirs)
+    moved = [c for c in result.conflicts if c.moved_from is not None]
+    assert len(moved) == 1, result.chunks
+    start, end = moved[0].moved_from
+    assert end - start == 3 and 1 <= start and end <= 7  # three lines of the block, in the old caller
+    assert "    def _baseline(self, rewards, mode):\n" in moved[0].ours_lines
+    assert moved[0].theirs_lines == moved[0].base_lines  # the other side kept the helper's place as it was
+    # the removal at the call site is a conflict of its own, as before
+    assert any(c.moved_from is None and "    rewards = _baseline(rewards, mode)\n" in c.ours_lines
+               for c in result.conflicts)
+
+
+def test_a_moved_block_the_other_side_left_alone_merges_cleanly():
+    ours, _ = _moved(CALLER[1:7])
+    theirs = CALLER[:10] + ["def other_name():\n"] + CALLER[11:]  # the other release renamed other() only
+    result = merge3(CALLER, ours, theirs)
+    assert result.conflicts == []
+    assert result.lines[-1] == "        return rewards\n" and "def other_name():\n" in result.lines
+
+
+def test_two_lines_in_common_with_a_changed_region_are_not_a_move():
+    theirs = CALLER[:5] + CALLER[7:]  # no 'flash' branch
+    ours = CALLER + ["\n", "\n", "def flash(rewards):\n", "    elif mode == 'flash':\n",
+                     "        rewards = rewards - rewards.mean()\n", "    return -rewards\n"]
+    # two changed lines copied, then a line that is not the base's next one: fewer than MOVED_RUN in a row
+    result = merge3(CALLER, ours, theirs)
+    assert result.conflicts == []

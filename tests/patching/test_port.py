@@ -188,3 +188,13 @@ def test_resolutions_round_trip_with_notes_and_a_missing_final_newline():
     assert block.resolved == ("x = 3\n",)
     with pytest.raises(ps.PatchError, match="missing: ======="):
         parse_resolutions("@@@@@@@ a.py: here\n<<<<<<< ours\nx\n||||||| base\ny\n")
+
+
+def test_a_moved_block_is_reported_as_a_copy_of_lines_the_new_release_changed():
+    # the merge's Conflict for a region only the series changed, holding a copy of lines 3-5 the new release changed
+    copy = ("    def _helper(self):\n", "        a = 1\n", "        b = 2\n", "        c = 3\n")
+    conflict = port.Conflict((20, 20), (30, 34), (18, 18), (), copy, (), moved_from=(2, 5))
+    text = port.describe(port.NeedsHand("0004-x.patch", "openrlhf/f.py", "hunk #2", conflict), ("0.11.2", "0.11.1"))
+    assert "copies lines 3-5 of 0.11.2" in text and "lines 31-34 of the series" in text
+    assert "write 0.11.1's version of the copy" in text
+    assert "        a = 1" in text  # the series' side is quoted
