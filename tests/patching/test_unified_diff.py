@@ -147,3 +147,28 @@ def test_hunk_spans_name_where_each_hunk_lands_in_the_patched_file(tmp_path):
     patched = new.splitlines(keepends=True)
     assert patched[spans[0][0] : spans[0][1]] == fp.hunks[0].new_lines
     assert patched[spans[1][0] : spans[1][1]] == fp.hunks[1].new_lines and "row thirty\n" in fp.hunks[1].new_lines
+
+
+def test_real_git_format_patch_output_parses_with_its_whole_header_kept(tmp_path):
+    # git itself writes the patch: From / Date / Subject lines, a body, the `---` separator and a diffstat, then the
+    # sections, then git's signature; the header (up to the first `diff --git`) must be kept whole, the `---` line
+    # must not be taken for a file header, and the patch must apply to the old file.
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    subprocess.run(git[:3] + ["init", "-q"], check=True)
+    old = "".join(f"line {i}\n" for i in range(30))
+    new = old.replace("line 3\n", "line three\n").replace("line 25\n", "line 25\nline 25b\n")
+    (repo / "f.py").write_text(old)
+    subprocess.run(git + ["add", "f.py"], check=True)
+    subprocess.run(git + ["commit", "-qm", "base"], check=True)
+    (repo / "f.py").write_text(new)
+    subprocess.run(git + ["commit", "-qam", "Say what\n\nThe body says why.\n--- not a file header\n"], check=True)
+    text = subprocess.run(git[:3] + ["format-patch", "-1", "--stdout"], check=True, capture_output=True,
+                          text=True).stdout
+    patch = parse_patch(text)
+    assert patch.header == text[: text.index("diff --git ")]
+    assert patch.header.startswith("From ") and "Subject: [PATCH] Say what\n" in patch.header
+    assert "\n---\n f.py | 3 ++-\n" in patch.header  # the separator and git's diffstat stay in the header
+    assert [f.path for f in patch.files] == ["f.py"] and len(patch.files[0].hunks) == 2
+    assert apply_patch({"f.py": old}, patch)["f.py"] == new
