@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 from . import series as ps
+from .headers import with_diffstat
 from .merge3 import Conflict, merge3
 from .releases import cached_release
 from .resolutions import Key, Resolution, format_resolutions, load_resolutions
@@ -178,7 +179,7 @@ def rebuild(
         sections = [format_file_diff(rel, merged_before[rel], merged_after[rel]) for rel in paths]
         if not any(sections) and not merger.needs:
             merger.needs[patch.name] = NeedsHand(patch.name, ", ".join(paths), f"{labels[1]} already has this patch")
-        out.append((patch, patch.header + "".join(sections)))
+        out.append((patch, with_diffstat(patch.header, "".join(sections))))  # the target's own diffstat
         ours, merged_before = after, merged_after
     return _Rebuild(out, merged_before, list(merger.needs.values()), merger.used)
 

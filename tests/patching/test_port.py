@@ -7,6 +7,7 @@ import pytest
 
 from openrlhf_epo.patching import port
 from openrlhf_epo.patching import series as ps
+from openrlhf_epo.patching.headers import message
 from openrlhf_epo.patching.resolutions import format_resolutions, load_resolutions, parse_resolutions
 from openrlhf_epo.patching.unified_diff import apply_patch
 from openrlhf_epo.tools import cli
@@ -53,7 +54,9 @@ def test_port_reproduces_the_checked_in_series(tmp_path, epo_cli, shared_release
     assert [p.name for p in ported.patches] == [p.name for p in checked_in.patches] == ps.patch_names(
         series_folder(SOURCE)
     )
-    assert [p.header for p in ported.patches] == [p.header for p in ps.load_series(SOURCE).patches]
+    # the message carried as it is, the diffstat the target's own (as checked in)
+    assert [message(p.header) for p in ported.patches] == [message(p.header) for p in ps.load_series(SOURCE).patches]
+    assert [p.header for p in ported.patches] == [p.header for p in checked_in.patches]
     assert ported.pristine == checked_in.pristine  # the target's own hashes
     tree = shared_release(version)
     assert patched_contents(ported, tree) == patched_contents(checked_in, tree)  # byte for byte, every file
