@@ -121,7 +121,7 @@ def test_the_ported_series_must_pass_the_targets_own_suite(tmp_path, epo_cli, sh
     (tree / "tests/test_patched.py").write_text(
         "from pathlib import Path\n\n\n"
         "def test_the_tree_under_test_is_patched():\n"
-        "    assert 'add_epo_arguments(parser)' in Path('openrlhf/cli/train_ppo_ray.py').read_text()\n"
+        "    assert 'add_arguments(parser)' in Path('openrlhf/cli/train_ppo_ray.py').read_text()\n"
     )
     resolutions = series_folder("0.11.1") / port.RESOLUTIONS_FILE
     passing = tmp_path / "passing" / "openrlhf-0.11.1"
@@ -129,7 +129,7 @@ def test_the_ported_series_must_pass_the_targets_own_suite(tmp_path, epo_cli, sh
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "upstream openrlhf 0.11.1 test suite on the patched tree: 1 passed" in ran.stdout
     assert (passing / "series").is_file()
-    assert "add_epo_arguments" not in (tree / "openrlhf/cli/train_ppo_ray.py").read_text()  # a copy was patched
+    assert "add_arguments" not in (tree / "openrlhf/cli/train_ppo_ray.py").read_text()  # a copy was patched
 
     (tree / "tests/test_patched.py").write_text("def test_upstream_breaks():\n    assert False\n")
     failing = tmp_path / "failing" / "openrlhf-0.11.1"

@@ -211,7 +211,7 @@ def test_upstream_suite_passes_on_the_patched_release(patched_release, report, v
     assert result.ok, result.output[-3000:]
     assert result.passed == UPSTREAM_TESTS[version], result.summary
     # The tree under test really was the patched one.
-    assert "add_epo_arguments(parser)" in (tree / "openrlhf/cli/train_ppo_ray.py").read_text()
+    assert "add_arguments(parser)" in (tree / "openrlhf/cli/train_ppo_ray.py").read_text()
 
 
 def test_a_failed_write_rolls_back_every_file(pristine_tree, snapshot, monkeypatch):
@@ -269,3 +269,20 @@ def test_a_prefix_of_the_series_is_recognised_and_completed(pristine_tree, epo_c
     assert "applied 0001-" not in out.stdout
     assert epo_cli("patch", "revert", "--target", str(pristine_tree)).returncode == 0
     assert f"0 of {N} patches applied" in epo_cli("patch", "status", "--target", str(pristine_tree)).stdout
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_train_ppo_ray_takes_every_openrlhf_epo_flag_group_through_one_call_pair(patched_release, version):
+    # One entry point (integration/arguments.py): one add call where upstream builds its parser, one check call; no
+    # patch adds a flag group of its own. Checked by running the patched release's real parser.
+    text = (patched_release(version) / "openrlhf/cli/train_ppo_ray.py").read_text()
+    calls = re.findall(r"^\s+(\w+)\((?:parser|args)\)", text, flags=re.M)
+    epo_calls = [c for c in calls if re.fullmatch(r"(add|check)_\w*(arguments|args)", c)]
+    assert epo_calls == ["add_arguments", "check_args"], epo_calls
+    assert text.count("from openrlhf_epo.integration.arguments import") == 2
+    code = ("import sys, runpy; sys.argv = ['train_ppo_ray', '--help']; "
+            "runpy.run_path('openrlhf/cli/train_ppo_ray.py', run_name='__main__')")
+    shown = subprocess.run([sys.executable, "-c", code], cwd=patched_release(version), capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    for flag in ("--actor.epo.enable", "--agent.mode", "--runtime.device", "--logger.jsonl_path"):
+        assert flag in shown.stdout, flag
