@@ -43,14 +43,14 @@ def _working_dirs() -> Set[str]:
     return found
 
 
-def stale_batons(root: Path, stale_after_s: float = STALE_AFTER_S, now: Optional[float] = None) -> List[Path]:
+def stale_batons(root: Path, stale_after_s: float = STALE_AFTER_S) -> List[Path]:
     """The baton files under root (one level: root/<op>/lock) older than stale_after_s whose build folder is no live
     process's working directory."""
     try:
         folders = [entry for entry in os.scandir(root) if entry.is_dir()]
     except OSError:  # no build root yet
         return []
-    now = time.time() if now is None else now
+    now = time.time()
     old = []
     for folder in folders:
         lock = Path(folder.path) / BATON
@@ -77,9 +77,7 @@ def clear_stale_batons(root: Optional[Path] = None, stale_after_s: float = STALE
     for lock in stale_batons(root, stale_after_s):
         try:
             lock.unlink()
-        except FileNotFoundError:  # another process removed it first
-            continue
-        except OSError:
+        except OSError:  # another process removed it first, or it is not ours to remove
             continue
         removed.append(lock)
         print(f"openrlhf-epo: removed {lock}, the build lock of a killed torch extension build (no process builds "

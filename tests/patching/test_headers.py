@@ -14,8 +14,8 @@ VERSIONS = ps.supported_versions()
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed: no oracle for the format")
 
 
-def _git(*args, cwd=None, stdin=None):
-    return subprocess.run(["git", *args], cwd=cwd, input=stdin, capture_output=True, text=True)
+def _git(*args, cwd=None):
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
 
 
 @pytest.mark.parametrize("version", VERSIONS)
