@@ -3,7 +3,7 @@
 Upstream averages the PPO surrogate over every action token of the optimizer-step window (`token-mean`) or over its
 sequences (`seq-mean-token-mean`). Eq. 3 averages tokens inside a turn, turns inside a trajectory, trajectories in
 the batch: with per-turn samples a 30-turn trajectory then weighs what a 5-turn one does, as in L_H (eq. 4). The
-choice hands upstream's `aggregate_loss` the token weights 1 / (B T_j |tau_jt|) of aggregation.py (patch 0009), B
+choice hands upstream's `aggregate_loss` the token weights 1 / (B T_j |tau_jt|) of aggregation.py (patch 0010), B
 being the window's trajectory count over all data-parallel ranks, so the loss stays exact under micro-batching and
 data parallelism. Upstream's KL loss and entropy bonus keep their token mean; the default stays `token-mean`, and
 a baseline run on it is upstream's, bit for bit.

@@ -7,9 +7,9 @@ region's place, and reruns the port with `--resolutions FILE`; the successful po
 from them. A resolution applies where the file and all three sides match exactly: when the series or the release
 changes that region, the conflict is new and is reported again.
 
-    @@@@@@@ openrlhf/cli/train_ppo_ray.py: 0009-policy-loss-per-trajectory.patch hunk #1 (@@ -448,9 +448,10 @@)
+    @@@@@@@ openrlhf/cli/train_ppo_ray.py: 0010-policy-loss-per-trajectory.patch hunk #1 (@@ -448,9 +448,10 @@)
     # optional note lines: why the resolution is what it is (copied into the series file's comments)
-    <<<<<<< the series: openrlhf 0.11.2 through 0009-policy-loss-per-trajectory.patch
+    <<<<<<< the series: openrlhf 0.11.2 through 0010-policy-loss-per-trajectory.patch
     ...the region in the patched old release...
     ||||||| pristine openrlhf 0.11.2
     ...the region in the old release...

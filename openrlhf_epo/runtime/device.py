@@ -1,6 +1,6 @@
 """Which runtime a process is on: upstream's GPU path, or the CPU runtime.
 
-Upstream's device calls go through DeepSpeed's accelerator API (patch 0005: `get_accelerator().current_device_name()`,
+Upstream's device calls go through DeepSpeed's accelerator API (patch 0006: `get_accelerator().current_device_name()`,
 `.synchronize()`, `.set_device()`, `.current_stream()`, `.device_name()`), which is CUDA on a GPU node and DeepSpeed's
 CPU accelerator where $DS_ACCELERATOR=cpu (the CPU runtime sets it for every worker). What that API lacks is the
 choice itself, before DeepSpeed is imported: this module holds it.

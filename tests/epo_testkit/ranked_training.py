@@ -154,7 +154,7 @@ def main(spec_path, out_path):
         exp.kl = torch.zeros_like(log_probs)
     driver = NS(actor_model_group=LocalGroup(world), critic_model_group=None, args=args)
     status = {}
-    balanced = balance_per_turn_experiences(driver, micro, status)  # PPOTrainer.train_step's hook (patch 0007)
+    balanced = balance_per_turn_experiences(driver, micro, status)  # PPOTrainer.train_step's hook (patch 0008)
     append_share = driver.actor_model_group.share("append", rank, experience=balanced)
 
     for experience in append_share["experience"]:

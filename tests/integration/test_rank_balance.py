@@ -1,5 +1,5 @@
 """Per-turn samples on several data-parallel ranks: same forwards, micro-batches and optimizer windows on every rank,
-and the loss and gradient of one rank on the whole batch (integration/rank_balance.py, patch 0007).
+and the loss and gradient of one rank on the whole batch (integration/rank_balance.py, patch 0008).
 
 The two-rank cases run the real DeepSpeed engine (ZeRO-2 and ZeRO-3, gloo on CPU) through
 tests/epo_testkit/ranked_training.py; the reference here is the paper's objective written out by hand on a plain

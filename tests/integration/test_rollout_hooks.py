@@ -134,7 +134,7 @@ def test_patched_experience_maker_computes_grpo_advantages_per_trajectory(to_exp
     """Upstream's own compute_advantages_and_returns (the installed, patched release) on per-turn samples."""
     import openrlhf.trainer.ppo_utils.experience_maker as em
 
-    assert "grouped_rewards" in open(em.__file__).read(), "the installed openrlhf must carry patch 0003"
+    assert "grouped_rewards" in open(em.__file__).read(), "the installed openrlhf must carry patch 0004"
     args = NS(
         reward=NS(overlong_buffer_len=None, stop_properly_penalty_coef=None, clip_range=(-10, 10)),
         rollout=NS(n_samples_per_prompt=3, max_new_tokens=None),
@@ -175,7 +175,7 @@ def _gigpo_request(trajectories):
 
 
 def test_patched_experience_maker_computes_gigpo_advantages_by_anchor_state(to_experience):
-    """--algo.advantage.estimator gigpo through upstream's compute_advantages_and_returns (patch 0011)."""
+    """--algo.advantage.estimator gigpo through upstream's compute_advantages_and_returns (patch 0012)."""
     import openrlhf.trainer.ppo_utils.experience_maker as em
 
     args = NS(

@@ -67,14 +67,20 @@ def test_port_without_resolutions_reports_every_hunk_that_needs_a_hand_and_write
     out = tmp_path / "openrlhf-0.11.1"
     ran = epo_cli("patch", "port", *port_args("0.11.1", out))
     assert ran.returncode == 1, ran.stdout + ran.stderr
-    assert "5 hunk(s) need a hand; nothing was written" in ran.stdout
+    assert "8 hunk(s) need a hand; nothing was written" in ran.stdout
     for patch, path, hunk in [
-        ("0003-agent-per-turn-samples-and-group-advantages", "trainer/ppo_utils/experience_maker.py", 2),
-        ("0009-policy-loss-per-trajectory", "cli/train_ppo_ray.py", 1),
-        ("0011-gigpo-advantage-estimator", "cli/train_ppo_ray.py", 1),
-        ("0011-gigpo-advantage-estimator", "trainer/ppo_utils/experience_maker.py", 2),
+        ("0003-experience-maker-reward-shaping-in-a-method", "trainer/ppo_utils/experience_maker.py", 1),
+        ("0003-experience-maker-reward-shaping-in-a-method", "trainer/ppo_utils/experience_maker.py", 2),
+        ("0004-agent-per-turn-samples-and-group-advantages", "trainer/ppo_utils/experience_maker.py", 2),
+        ("0010-policy-loss-per-trajectory", "cli/train_ppo_ray.py", 1),
+        ("0012-gigpo-advantage-estimator", "cli/train_ppo_ray.py", 1),
+        ("0012-gigpo-advantage-estimator", "trainer/ppo_utils/experience_maker.py", 2),
     ]:
         assert f"{patch}.patch: openrlhf/{path}: hunk #{hunk}" in ran.stdout, ran.stdout
+    # 0003 moves upstream's group baselines into a method, and 0.11.1 lacks one of their branches: the moved copy is
+    # reported, not carried over from 0.11.2.
+    assert "0003-experience-maker-reward-shaping-in-a-method.patch: openrlhf/trainer/ppo_utils/experience_maker.py: " \
+        "hunk #2 (@@ -422,3 +392,39 @@): the series copies lines" in ran.stdout
     # What 0.11.1 lacks is said as such: upstream added --actor.loss_agg_mode in 0.11.2.
     assert "openrlhf 0.11.1 lacks the lines the series changes there (lines 441-448 of openrlhf 0.11.2)" in ran.stdout
     assert '"--actor.loss_agg_mode",' in ran.stdout and "pristine openrlhf 0.11.1:\n      (no lines)" in ran.stdout

@@ -48,7 +48,7 @@ def runs(tmp_path_factory, alfworld_game):
     before = {pid for pid, _ in venv_processes(*NEEDLES) + engine_processes()}
     invocations = [(2, False)]
     env = dict(os.environ, OPENRLHF_EPO_ALFWORLD_GAMES=str(games), RAY_DEDUP_LOGS="0")
-    extra = SCHEDULE + ["--actor.loss_agg_mode", "trajectory"]  # eq. 3's aggregation of the policy loss (patch 0009)
+    extra = SCHEDULE + ["--actor.loss_agg_mode", "trajectory"]  # eq. 3's aggregation of the policy loss (patch 0010)
     done = [run(train_command(work, model, data, shape=HYBRID_SHAPE, estimator=estimator, episodes=episodes,
                               train_batch=TRAIN_BATCH, resume=resume, extra=extra), env)
             for episodes, resume in invocations]
