@@ -6,35 +6,39 @@
 #   2. format warm-up of the built-in signpost model (1.5 M parameters, word-level tokenizer) with OpenRLHF's own SFT
 #      trainer;
 #   3. held-out success of the warm-up (`openrlhf-epo eval`: about the random agent's 0.213);
-#   4. PPO (GAE, a critic) or GRPO (ESTIMATOR=group_norm) with EPO, the patched train_ppo_ray on the CPU runtime,
-#      per-turn samples, held-out evaluation after the last step;
+#   4. GRPO (the default) or PPO (ESTIMATOR=gae: GAE, a critic) with EPO, the patched train_ppo_ray on the CPU
+#      runtime, per-turn samples, held-out evaluation after the last step;
 #   5. the before / after table, the figures (`openrlhf-epo plot`) and where everything is.
 # Stages 1-3 live in WORK and are shared by every run there (each skips itself when done); a run lives in WORK/RUN
-# and resumes from its last checkpoint when rerun. The PPO run with the defaults: about 8 minutes on 2 cores after
+# and resumes from its last checkpoint when rerun. The GRPO run with the defaults: about 9 minutes on 2 cores after
 # the warm-up (about 4) and its evaluation (about 1).
-# Variables: ESTIMATOR (gae | group_norm), SEED, STEPS, EPISODES (per RL step), LR, CRITIC_LR, LR_SCHEDULER,
-# LR_WARMUP, POOL, WORK, RUN.
+# Variables: ESTIMATOR (group_norm | gae), SEED, STEPS, EPISODES (per RL step), LR, CRITIC_LR, CRITIC_FREEZE,
+# LR_SCHEDULER, LR_WARMUP, EXTRA, POOL, WORK, RUN.
 set -euo pipefail
 
 ROOT=${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 PY=${PY:-$ROOT/.venv/bin/python}
 EPO_CLI=${EPO_CLI:-"$PY -m openrlhf_epo.tools.cli"}
 export DS_ACCELERATOR=${DS_ACCELERATOR:-cpu}  # DeepSpeed's CPU accelerator for train_sft and the trainers
-ESTIMATOR=${ESTIMATOR:-gae}
+ESTIMATOR=${ESTIMATOR:-group_norm}
 case "$ESTIMATOR" in
-  gae) DEFAULT_STEPS=8; GROUP=1 ;;          # PPO: one episode per trail, a critic started from the warm-up
-  group_norm) DEFAULT_STEPS=15; GROUP=8 ;;  # GRPO: groups of 8 episodes on one trail
+  group_norm) DEFAULT_STEPS=8; GROUP=8 ;;  # GRPO: groups of 8 episodes on one trail
+  gae) DEFAULT_STEPS=10; GROUP=1 ;;        # PPO: one episode per trail, a critic started from the warm-up (its first
+                                           # CRITIC_FREEZE steps train the critic only)
   *) echo "ESTIMATOR=$ESTIMATOR: accepted gae (PPO) or group_norm (GRPO)" >&2; exit 2 ;;
 esac
 SEED=${SEED:-0}
 STEPS=${STEPS:-$DEFAULT_STEPS}
-EPISODES=${EPISODES:-64}       # episodes per RL step
+EPISODES=${EPISODES:-128}      # episodes per RL step
 LR=${LR:-1e-4}                 # one optimizer step per RL step; 2e-4 and 3e-4 broke the policy in the first step
 CRITIC_LR=${CRITIC_LR:-5e-4}
+CRITIC_FREEZE=${CRITIC_FREEZE:-2}  # PPO: RL steps that train the critic only (upstream's --critic.freezing_steps): the
+                                   # critic's value head starts random, and its per-token values bias the first update
 LR_SCHEDULER=${LR_SCHEDULER:-constant_with_warmup}  # a cosine over 8 RL steps is at 0.45x by step 5, before learning starts
-LR_WARMUP=${LR_WARMUP:-0.03}   # share of the RL steps the LR warms up over (upstream's default); 0.25 of 8 steps puts
-                               # the first update at half the LR, which stopped a first-step collapse seen at 0.03
-POOL=${POOL:-8}                # environment instances (concurrent episodes) of the engine
+LR_WARMUP=${LR_WARMUP:-0.1}    # share of the RL steps the LR warms up over (upstream's default is 0.03)
+EXTRA=${EXTRA:-}                # more train_ppo_ray flags, split on spaces (e.g. "--actor.epo.coef 0.1")
+POOL=${POOL:-32}               # environment instances (concurrent episodes) of the engine: 8 took 23 s a step to
+                               # generate 128 episodes, 32 took 9-12 s
 WORK=${WORK:-$ROOT/runs/signpost_cpu}
 RUN=${RUN:-${ESTIMATOR}_s${SEED}}
 MAX_TURNS=10                   # the environment's default: the random admissible agent wins 0.2131 of trails
@@ -89,7 +93,7 @@ fi
 ALGO=(--algo.advantage.estimator "$ESTIMATOR")
 if [ "$ESTIMATOR" = gae ]; then
   ALGO+=(--critic.model_name_or_path "$WORK/sft" --critic.num_nodes 1 --critic.num_gpus_per_node 1
-         --critic.adam.lr "$CRITIC_LR" --critic.lr_scheduler "$LR_SCHEDULER")
+         --critic.adam.lr "$CRITIC_LR" --critic.lr_scheduler "$LR_SCHEDULER" --critic.freezing_steps "$CRITIC_FREEZE")
 fi
 if [ ! -s "$OUT/final/config.json" ]; then
   $PY -m openrlhf.cli.train_ppo_ray \
@@ -110,7 +114,7 @@ if [ ! -s "$OUT/final/config.json" ]; then
     --actor.loss_agg_mode trajectory --actor.adam.lr "$LR" --actor.lr_scheduler "$LR_SCHEDULER" \
     --actor.lr_warmup_ratio "$LR_WARMUP" --actor.epo.enable \
     --ckpt.path "$OUT/ckpt" --ckpt.save_steps 1 --ckpt.max_num 1 --ckpt.load_enable --ckpt.output_dir "$OUT/final" \
-    --logger.tensorboard_dir "$OUT/tb" --logger.jsonl_path "$OUT/metrics.jsonl"
+    --logger.tensorboard_dir "$OUT/tb" --logger.jsonl_path "$OUT/metrics.jsonl" $EXTRA
 fi
 
 # 5. before / after, figures
