@@ -14,5 +14,6 @@ imports is here, and every name here is imported by its file.
     openrlhf/trainer/ray/ppo_critic.py                 hooks/ppo_critic.py
     openrlhf/utils/distributed_util.py                 hooks/distributed_util.py (imported lazily: gloo only)
 
-This package imports none of its modules itself: a file's import loads only what that file needs.
+This package imports none of its modules itself: a file's import loads only what that file needs. Which patch adds
+which name is the series' business (its import lines), not written here, so a renumbered series leaves this as it is.
 """
